@@ -1,0 +1,1 @@
+"""Data stage: RecordIO packs, image folders, verification bins, synthetic identities."""

@@ -1,0 +1,100 @@
+"""Image decoding and the model input convention: the one place colour order lives.
+
+Images inside facebench are ``uint8`` RGB arrays of shape ``(H, W, 3)`` (or ``(N, H, W, 3)``).
+InsightFace packs store JPEGs encoded from BGR, so decoding goes through OpenCV and swaps to RGB;
+encoding swaps back, so packs written here read the same in InsightFace's own tools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from facebench.errors import DataError
+
+
+@dataclass(frozen=True)
+class InputConvention:
+    """How a model wants its input: channel order, ``(x - mean) / std`` and size (H, W)."""
+
+    color: str = "RGB"
+    mean: float = 127.5
+    std: float = 127.5
+    size: tuple[int, int] = (112, 112)
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly form (stored in model artifacts and embedding sidecars)."""
+        return {**asdict(self), "size": list(self.size)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InputConvention:
+        """Inverse of :meth:`to_dict`."""
+        if data.get("color") not in ("RGB", "BGR"):
+            color = data.get("color")
+            raise DataError(f"input convention: color must be RGB or BGR, got {color!r}")
+        return cls(
+            color=data["color"],
+            mean=float(data["mean"]),
+            std=float(data["std"]),
+            size=(int(data["size"][0]), int(data["size"][1])),
+        )
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 RGB ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` as the model expects."""
+        batch = np.asarray(rgb)
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise DataError(f"expected images of shape (N, H, W, 3), got {batch.shape}")
+        if tuple(batch.shape[1:3]) != self.size:
+            raise DataError(
+                f"images are {batch.shape[1]}x{batch.shape[2]}, the model expects "
+                f"{self.size[0]}x{self.size[1]}"
+            )
+        if self.color == "BGR":
+            batch = batch[..., ::-1]
+        out = (batch.astype(np.float32) - self.mean) / self.std
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+#: The convention of facebench and InsightFace recognition models: RGB, (x/255 - 0.5)/0.5, 112x112.
+DEFAULT_CONVENTION = InputConvention()
+
+
+def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes (JPEG/PNG) to uint8 RGB ``(H, W, 3)``; ``source`` names it in errors."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    if bgr is None:
+        raise DataError(f"{source}: image does not decode ({len(data)} bytes)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image file to uint8 RGB ``(H, W, 3)``."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read image ({exc.strerror})") from exc
+    return decode_image(data, source=str(path))
+
+
+def encode_image(rgb: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:
+    """Encode uint8 RGB ``(H, W, 3)`` to bytes (JPEG by default, stored BGR like InsightFace)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise DataError(f"cannot encode image of shape {rgb.shape} as {ext}")
+    return buf.tobytes()
+
+
+def hflip(rgb: np.ndarray) -> np.ndarray:
+    """Horizontal flip of ``(H, W, 3)`` or ``(N, H, W, 3)`` images."""
+    return np.ascontiguousarray(rgb[..., ::-1, :])
+
+
+def to_tensor(rgb: np.ndarray, convention: InputConvention = DEFAULT_CONVENTION) -> torch.Tensor:
+    """uint8 RGB ``(H, W, 3)`` -> float32 tensor ``(3, H, W)`` normalized by ``convention``."""
+    return torch.from_numpy(convention.apply(rgb[None])[0])
