@@ -1,0 +1,85 @@
+"""embed_images and TorchEmbedder against a per-image loop over the module."""
+
+import numpy as np
+import pytest
+import torch
+
+from facebench.data.images import InputConvention
+from facebench.embed import TorchEmbedder, embed_images
+from facebench.errors import DataError
+
+
+def reference_embedding(module, rgb, convention, flip_sum, normalize):
+    """One image at a time, normalization written out by hand."""
+    rows = []
+    for image in rgb:
+        views = [image, image[:, ::-1, :]] if flip_sum else [image]
+        total = 0
+        for view in views:
+            x = view.astype(np.float64)
+            if convention.color == "BGR":
+                x = x[..., ::-1]
+            x = (x - convention.mean) / convention.std
+            t = torch.tensor(x.transpose(2, 0, 1)[None].copy(), dtype=torch.float32)
+            with torch.no_grad():
+                total = total + module(t)[0].numpy().astype(np.float64)
+        if normalize:
+            total = total / np.sqrt((total**2).sum())
+        rows.append(total)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("flip_sum", [True, False])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_matches_per_image_reference(tiny_backbone, faces, flip_sum, normalize):
+    conv = InputConvention()
+    emb = embed_images(
+        TorchEmbedder(tiny_backbone, conv),
+        faces,
+        batch_size=2,
+        flip_sum=flip_sum,
+        normalize=normalize,
+        progress=False,
+    )
+    ref = reference_embedding(tiny_backbone, faces, conv, flip_sum, normalize)
+    assert emb.dtype == np.float32 and emb.shape == (5, 16)
+    np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
+    if normalize:
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+
+def test_bgr_convention_is_honoured(tiny_backbone, faces):
+    conv = InputConvention(color="BGR", mean=100.0, std=50.0)
+    emb = embed_images(TorchEmbedder(tiny_backbone, conv), faces, progress=False)
+    ref = reference_embedding(tiny_backbone, faces, conv, True, True)
+    np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_list_generator_and_array_agree(tiny_backbone, faces):
+    embedder = TorchEmbedder(tiny_backbone)
+    a = embed_images(embedder, faces, batch_size=3, progress=False)
+    b = embed_images(embedder, list(faces), batch_size=1, progress=False)
+    c = embed_images(embedder, (f for f in faces), batch_size=4, progress=False)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+
+
+def test_bf16_is_close_to_fp32(tiny_backbone, faces):
+    fp32 = embed_images(TorchEmbedder(tiny_backbone), faces, progress=False)
+    bf16 = embed_images(
+        TorchEmbedder(tiny_backbone, amp_dtype=torch.bfloat16), faces, progress=False
+    )
+    cos = (fp32 * bf16).sum(axis=1)
+    assert cos.min() > 0.99
+
+
+def test_bad_images_raise_data_error(tiny_backbone, faces):
+    embedder = TorchEmbedder(tiny_backbone)
+    with pytest.raises(DataError, match="model expects 112x112"):
+        embed_images(embedder, faces[:, :100], progress=False)
+    with pytest.raises(DataError, match="image 1: size"):
+        embed_images(embedder, [faces[0], faces[1, :100]], progress=False)
+    with pytest.raises(DataError, match="uint8"):
+        embed_images(embedder, faces.astype(np.float32), progress=False)
+    with pytest.raises(DataError, match="no images"):
+        embed_images(embedder, [], progress=False)
