@@ -1,0 +1,1 @@
+"""Evaluation: verification protocols, uniform classification metrics, IJB and identification."""

@@ -1,0 +1,359 @@
+"""Pair verification: the standard 10-fold protocol and one global threshold, exact and fast.
+
+Pair k is embedding rows 2k and 2k+1 (L2-normalized here). The 10-fold protocol works on the
+squared L2 distance ``dist`` (0..4, "same" iff ``dist < t``); everything else works on the cosine
+``cos`` ("same" iff ``cos > tau``). Every threshold is also reported in cosine (cos = 1 - dist/2).
+All sweeps count with sorted arrays and ``searchsorted``: O(N log N), no loop over thresholds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from scipy.stats import rankdata
+
+from facebench.errors import EvalError
+
+log = logging.getLogger(__name__)
+
+#: Thresholds of the standard protocol on the squared-distance scale.
+ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
+VAL_THRESHOLDS = np.arange(0, 4, 0.001)
+N_FOLDS = 10
+VAL_FAR = 1e-3
+#: FAR targets of ``tar_at_far``; a target is reported only when n_impostor * FAR >= 1.
+TARGET_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+#: Figure data stored in the report: cosine histogram edges and accuracy-curve thresholds.
+HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 201)
+CURVE_THRESHOLDS = np.linspace(-1.0, 1.0, 401)
+ROC_POINTS = 200
+
+
+def far_key(far: float) -> str:
+    """The report key of a FAR target: ``1e-06``, ``1e-03``, ..."""
+    return f"{far:.0e}"
+
+
+def dist_to_cosine(dist: float) -> float:
+    """Squared L2 distance between unit vectors -> cosine."""
+    return 1.0 - dist / 2.0
+
+
+def check_pairs(embeddings: np.ndarray, issame: np.ndarray, source: str) -> np.ndarray:
+    """Validate ``(2P, d)`` embeddings against ``P`` labels; return float64 unit rows."""
+    emb = np.asarray(embeddings)
+    labels = np.asarray(issame)
+    if emb.ndim != 2:
+        raise EvalError(f"{source}: embeddings must be 2-D (2P, d), got shape {emb.shape}")
+    if emb.shape[0] != 2 * labels.shape[0]:
+        raise EvalError(
+            f"{source}: {emb.shape[0]} embeddings for {labels.shape[0]} pairs "
+            f"(expected {2 * labels.shape[0]}, two per pair in bin order)"
+        )
+    emb = emb.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+    if bad.size:
+        raise EvalError(f"{source}: embedding row {bad[0]} is not finite (NaN or inf)")
+    norms = np.linalg.norm(emb, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise EvalError(f"{source}: embedding row {zero[0]} is all zeros")
+    return emb / norms[:, None]
+
+
+def check_labels(issame: np.ndarray, source: str) -> np.ndarray:
+    """Pair labels as a bool array holding both genuine and impostor pairs."""
+    labels = np.asarray(issame).astype(bool).ravel()
+    n_gen = int(labels.sum())
+    if n_gen == 0 or n_gen == labels.size:
+        raise EvalError(
+            f"{source}: needs both genuine and impostor pairs, got {n_gen} genuine and "
+            f"{labels.size - n_gen} impostor"
+        )
+    return labels
+
+
+def pair_scores(unit_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared L2 distance and cosine of each pair (rows 2k, 2k+1) of unit embeddings."""
+    a, b = unit_embeddings[0::2], unit_embeddings[1::2]
+    dist = np.sum(np.square(a - b), axis=1)
+    cos = np.einsum("ij,ij->i", a, b)
+    return dist, cos
+
+
+def fold_bounds(n_pairs: int, n_folds: int = N_FOLDS) -> list[tuple[int, int]]:
+    """Contiguous folds as (start, stop), sized like sklearn ``KFold(n_folds)`` without shuffle."""
+    sizes = np.full(n_folds, n_pairs // n_folds)
+    sizes[: n_pairs % n_folds] += 1
+    stops = np.cumsum(sizes)
+    return [(int(stop - size), int(stop)) for stop, size in zip(stops, sizes, strict=True)]
+
+
+def _fold_counts(dist: np.ndarray, issame: np.ndarray, thresholds: np.ndarray, n_folds: int):
+    """Per fold: genuine / impostor counts with ``dist < t`` for every t, and fold class sizes."""
+    folds = fold_bounds(dist.size, n_folds)
+    gen_below = np.empty((n_folds, thresholds.size), dtype=np.int64)
+    imp_below = np.empty_like(gen_below)
+    n_gen = np.empty(n_folds, dtype=np.int64)
+    for f, (start, stop) in enumerate(folds):
+        d, same = dist[start:stop], issame[start:stop]
+        gen_below[f] = np.searchsorted(np.sort(d[same]), thresholds, side="left")
+        imp_below[f] = np.searchsorted(np.sort(d[~same]), thresholds, side="left")
+        n_gen[f] = same.sum()
+    n_imp = np.array([stop - start for start, stop in folds]) - n_gen
+    return folds, gen_below, imp_below, n_gen, n_imp
+
+
+def _check_folds(n_pairs: int, n_folds: int, source: str) -> None:
+    if n_pairs < n_folds:
+        raise EvalError(f"{source}: {n_pairs} pairs cannot be split into {n_folds} folds")
+
+
+def ten_fold_accuracy(
+    dist: np.ndarray,
+    issame: np.ndarray,
+    thresholds: np.ndarray = ACCURACY_THRESHOLDS,
+    n_folds: int = N_FOLDS,
+    source: str = "<pairs>",
+) -> dict:
+    """Standard protocol: per fold, the best training-fold threshold (first among ties) scored
+    on the held-out fold. Returns fold accuracies, their mean and std (ddof 0), and thresholds."""
+    _check_folds(dist.size, n_folds, source)
+    _, gen_below, imp_below, n_gen, n_imp = _fold_counts(dist, issame, thresholds, n_folds)
+    all_gen, all_imp = gen_below.sum(axis=0), imp_below.sum(axis=0)
+    accuracies, best = [], []
+    for f in range(n_folds):
+        train_tp = all_gen - gen_below[f]
+        train_tn = (n_imp.sum() - n_imp[f]) - (all_imp - imp_below[f])
+        j = int(np.argmax(train_tp + train_tn))
+        correct = gen_below[f, j] + n_imp[f] - imp_below[f, j]
+        accuracies.append(float(correct / (n_gen[f] + n_imp[f])))
+        best.append(float(thresholds[j]))
+    return {
+        "accuracy_10fold_mean": float(np.mean(accuracies)),
+        "accuracy_10fold_std": float(np.std(accuracies)),
+        "accuracy_10fold_folds": accuracies,
+        "threshold_10fold_dist": best,
+        "threshold_10fold_cosine": [dist_to_cosine(t) for t in best],
+    }
+
+
+def interpolate_threshold(far_curve: np.ndarray, thresholds: np.ndarray, target: float) -> float:
+    """Threshold at which a non-decreasing FAR curve reaches ``target``, linear in FAR.
+
+    Repeated FAR values are collapsed to their FIRST (smallest) threshold before interpolating
+    over the distinct values; 0.0 when the curve never reaches ``target``."""
+    if far_curve.max() < target:
+        return 0.0
+    distinct, first = np.unique(far_curve, return_index=True)
+    return float(np.interp(target, distinct, thresholds[first]))
+
+
+def val_at_far(
+    dist: np.ndarray,
+    issame: np.ndarray,
+    far_target: float = VAL_FAR,
+    thresholds: np.ndarray = VAL_THRESHOLDS,
+    n_folds: int = N_FOLDS,
+    source: str = "<pairs>",
+) -> dict | None:
+    """Standard VAL@FAR: per fold, the training-fold threshold for ``far_target``
+    (see :func:`interpolate_threshold`) scored on the held-out fold. None when a held-out fold
+    lacks genuine or impostor pairs (the rate is then undefined)."""
+    _check_folds(dist.size, n_folds, source)
+    folds, _, imp_below, n_gen, n_imp = _fold_counts(dist, issame, thresholds, n_folds)
+    if (n_gen == 0).any() or (n_imp == 0).any():
+        log.warning("%s: a fold lacks genuine or impostor pairs; VAL@FAR is not defined", source)
+        return None
+    all_imp = imp_below.sum(axis=0)
+    vals, fars, chosen = [], [], []
+    for f, (start, stop) in enumerate(folds):
+        far_train = (all_imp - imp_below[f]) / (n_imp.sum() - n_imp[f])
+        t = interpolate_threshold(far_train, thresholds, far_target)
+        accept = dist[start:stop] < t
+        same = issame[start:stop]
+        vals.append(float(np.count_nonzero(accept & same) / n_gen[f]))
+        fars.append(float(np.count_nonzero(accept & ~same) / n_imp[f]))
+        chosen.append(t)
+    key = f"val_at_far_{far_target:.0e}".replace("e-0", "e-")
+    return {
+        key: float(np.mean(vals)),
+        f"{key}_std": float(np.std(vals)),
+        f"{key}_far_mean": float(np.mean(fars)),
+        f"{key}_threshold_cosine": [dist_to_cosine(t) for t in chosen],
+    }
+
+
+def _split_sorted(cos: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.sort(cos[issame]), np.sort(cos[~issame])
+
+
+def _correct_at(gen_sorted: np.ndarray, imp_sorted: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    """Number of pairs right at each tau: genuine with cos > tau plus impostor with cos <= tau."""
+    gen_above = gen_sorted.size - np.searchsorted(gen_sorted, taus, side="right")
+    return gen_above + np.searchsorted(imp_sorted, taus, side="right")
+
+
+def best_global_threshold(cos: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
+    """Oracle single cosine threshold: (tau, accuracy) maximising accuracy exactly.
+
+    Accuracy only changes at score values, so the candidates are "below every score" and each
+    distinct score s (covering [s, next score)). The lowest maximising interval wins; tau is its
+    midpoint (the midpoint with 1.0 above the top score; halfway to -1 below the lowest)."""
+    gen, imp = _split_sorted(cos, issame)
+    scores = np.unique(cos)
+    correct = _correct_at(gen, imp, scores)
+    j = int(np.argmax(correct))
+    if gen.size >= correct[j]:  # "below every score": all pairs predicted same
+        low = scores[0]
+        tau = (low - 1.0) / 2.0 if low > -1.0 else low - 1.0
+        return float(tau), float(gen.size / cos.size)
+    upper = scores[j + 1] if j + 1 < scores.size else max(scores[j], 1.0)
+    tau = (scores[j] + upper) / 2.0
+    if not scores[j] <= tau < upper:
+        tau = scores[j]
+    return float(tau), float(correct[j] / cos.size)
+
+
+def apply_threshold(cos: np.ndarray, issame: np.ndarray, tau: float) -> dict:
+    """Accuracy, TAR and FAR of "same iff cos > tau"."""
+    same = cos > tau
+    return {
+        "accuracy": float(np.mean(same == issame)),
+        "tar": float(np.mean(same[issame])),
+        "far": float(np.mean(same[~issame])),
+    }
+
+
+def tar_at_far(cos: np.ndarray, issame: np.ndarray, fars=TARGET_FARS) -> dict:
+    """TAR at each FAR target whose impostor count allows it (n_impostor * FAR >= 1).
+
+    The threshold is the lowest with FAR <= target: k = floor(target * n_impostor) impostors may
+    pass, so tau is the (k+1)-th highest impostor score ("same" iff cos > tau). Returns
+    ``{key: {"tar", "far", "threshold"}}`` keyed by :func:`far_key`."""
+    gen, imp = _split_sorted(cos, issame)
+    out = {}
+    for far in fars:
+        k = math.floor(far * imp.size + 1e-9)
+        if k < 1:
+            continue
+        tau = imp[imp.size - 1 - k]
+        out[far_key(far)] = {
+            "tar": float(np.count_nonzero(gen > tau) / gen.size),
+            "far": float(np.count_nonzero(imp > tau) / imp.size),
+            "threshold": float(tau),
+        }
+    return out
+
+
+def roc_points(cos: np.ndarray, issame: np.ndarray, n_points: int = ROC_POINTS) -> dict:
+    """ROC vertices at about ``n_points`` log-spaced FARs (for figures with a log FAR axis)."""
+    gen, imp = _split_sorted(cos, issame)
+    ks = np.unique(np.geomspace(1, imp.size, n_points).astype(np.int64)) - 1
+    taus = imp[imp.size - 1 - ks]
+    far = (imp.size - np.searchsorted(imp, taus, side="right")) / imp.size
+    tar = (gen.size - np.searchsorted(gen, taus, side="right")) / gen.size
+    return {"far": far.tolist(), "tar": tar.tolist(), "threshold": taus.tolist()}
+
+
+def equal_error_rate(cos: np.ndarray, issame: np.ndarray) -> float:
+    """EER: where FAR = FRR on the ROC, linear between the two vertices that bracket it."""
+    gen, imp = _split_sorted(cos, issame)
+    taus = np.unique(cos)
+    far = np.concatenate([[1.0], (imp.size - np.searchsorted(imp, taus, side="right")) / imp.size])
+    frr = np.concatenate([[0.0], np.searchsorted(gen, taus, side="right") / gen.size])
+    gap = frr - far  # -1 below every score, rising to +1 at the top score
+    j = int(np.argmax(gap >= 0))
+    if gap[j] == 0:
+        return float(far[j])
+    t = -gap[j - 1] / (gap[j] - gap[j - 1])
+    return float(far[j - 1] + t * (far[j] - far[j - 1]))
+
+
+def roc_auc(cos: np.ndarray, issame: np.ndarray) -> float:
+    """Area under the ROC (ties count one half), from ranks: equals sklearn's roc_auc_score."""
+    ranks = rankdata(cos)
+    n_gen = int(issame.sum())
+    n_imp = issame.size - n_gen
+    return float((ranks[issame].sum() - n_gen * (n_gen + 1) / 2) / (n_gen * n_imp))
+
+
+def figure_data(cos: np.ndarray, issame: np.ndarray) -> dict:
+    """What the report figures need: cosine histograms, accuracy vs threshold, ROC points."""
+    gen, imp = _split_sorted(cos, issame)
+    clipped = np.clip(cos, -1.0, 1.0)
+    return {
+        "histogram": {
+            "edges": HISTOGRAM_EDGES.tolist(),
+            "genuine": np.histogram(clipped[issame], HISTOGRAM_EDGES)[0].tolist(),
+            "impostor": np.histogram(clipped[~issame], HISTOGRAM_EDGES)[0].tolist(),
+        },
+        "accuracy_curve": {
+            "threshold": CURVE_THRESHOLDS.tolist(),
+            "accuracy": (_correct_at(gen, imp, CURVE_THRESHOLDS) / cos.size).tolist(),
+        },
+        "roc": roc_points(cos, issame),
+    }
+
+
+def score_report(dist: np.ndarray, cos: np.ndarray, issame: np.ndarray, source: str) -> dict:
+    """Every verification metric from pair distances and cosines (see module docstring)."""
+    issame = check_labels(issame, source)
+    tau, global_acc = best_global_threshold(cos, issame)
+    tars = tar_at_far(cos, issame)
+    report = {
+        "kind": "verification",
+        "pairs": int(issame.size),
+        "genuine_pairs": int(issame.sum()),
+        "impostor_pairs": int((~issame).sum()),
+        **ten_fold_accuracy(dist, issame, source=source),
+    }
+    report.update(val_at_far(dist, issame, source=source) or {"val_at_far_1e-3": None})
+    report.update(
+        {
+            "global_threshold": tau,
+            "global_accuracy": global_acc,
+            "eer": equal_error_rate(cos, issame),
+            "auc": roc_auc(cos, issame),
+            "tar_at_far": {k: v["tar"] for k, v in tars.items()},
+            "tar_at_far_threshold": {k: v["threshold"] for k, v in tars.items()},
+            "tar_at_far_far": {k: v["far"] for k, v in tars.items()},
+            **figure_data(cos, issame),
+        }
+    )
+    return report
+
+
+def evaluate_verification(
+    embeddings: np.ndarray, issame: np.ndarray, source: str = "<embeddings>"
+) -> dict:
+    """Full verification report for ``(2P, d)`` embeddings (flip-summed) and ``P`` labels."""
+    unit = check_pairs(embeddings, issame, source)
+    dist, cos = pair_scores(unit)
+    return score_report(dist, cos, np.asarray(issame), source)
+
+
+def transfer_table(
+    scores: dict[str, tuple[np.ndarray, np.ndarray]], target_far: float = VAL_FAR
+) -> dict:
+    """Thresholds chosen on each set applied to every set.
+
+    ``scores`` maps a name to (cosines, issame). For each source set, its oracle global threshold
+    and its threshold for ``target_far`` are applied to every target set (accuracy, TAR, FAR)."""
+    key = far_key(target_far)
+    table = {"target_far": target_far, "sources": {}}
+    for src, (cos, issame) in scores.items():
+        issame = check_labels(issame, src)
+        tau, _ = best_global_threshold(cos, issame)
+        at_far = tar_at_far(cos, issame, (target_far,)).get(key)
+        far_tau = None if at_far is None else at_far["threshold"]
+        entry = {"global_threshold": tau, "far_threshold": far_tau, "global": {}, "at_far": {}}
+        for dst, (dst_cos, dst_same) in scores.items():
+            dst_same = np.asarray(dst_same).astype(bool)
+            entry["global"][dst] = apply_threshold(dst_cos, dst_same, tau)
+            if far_tau is not None:
+                entry["at_far"][dst] = apply_threshold(dst_cos, dst_same, far_tau)
+        table["sources"][src] = entry
+    return table
