@@ -1,0 +1,195 @@
+"""A faiss gallery of L2-normalized embeddings (inner product = cosine) with identity labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+
+import numpy as np
+
+from facebench.errors import DataError
+
+#: The decision for a probe whose best cosine is not above the threshold.
+UNKNOWN = "unknown"
+
+_MAGIC = b"FBGALLERY\x01"
+
+
+def _as_identities(identities, count: int) -> np.ndarray:
+    """Identities as an int64 or str array of length ``count``."""
+    ids = np.asarray(identities)
+    if ids.ndim != 1 or len(ids) != count:
+        raise DataError(f"gallery: {count} embeddings but identities of shape {ids.shape}")
+    if ids.dtype.kind in "iub":
+        return ids.astype(np.int64)
+    if ids.dtype.kind in "US":
+        return ids.astype(str)
+    if ids.dtype.kind == "f" and len(ids) and np.all(ids == np.round(ids)):
+        return ids.astype(np.int64)
+    raise DataError(f"gallery: identities must be integers or strings, got {ids.dtype}")
+
+
+class Gallery:
+    """Embeddings in a faiss index built from a factory string, with one identity per row."""
+
+    def __init__(self, dim: int, factory: str = "Flat"):
+        import faiss
+
+        if int(dim) < 1:
+            raise DataError(f"gallery: dimension must be positive, got {dim}")
+        self.dim = int(dim)
+        self.factory = factory
+        try:
+            self.index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise DataError(f"gallery: faiss cannot build factory {factory!r}") from exc
+        self.identities = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def _check(self, embeddings: np.ndarray, what: str) -> np.ndarray:
+        """float32 unit rows of width ``dim``, or a DataError naming the mismatch."""
+        x = np.asarray(embeddings)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise DataError(
+                f"{what}: embeddings of shape {x.shape} do not match the gallery dimension "
+                f"{self.dim}"
+            )
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"{what}: embeddings contain NaN or infinity")
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return np.ascontiguousarray(x / np.maximum(norms, 1e-12))
+
+    def add(self, embeddings: np.ndarray, identities) -> None:
+        """Append embeddings (normalized here) and their identities; trains IVF/PQ on first use."""
+        x = self._check(embeddings, "gallery add")
+        ids = _as_identities(identities, len(x))
+        if len(self) and ids.dtype.kind != self.identities.dtype.kind:
+            raise DataError(
+                f"gallery add: identities are {ids.dtype}, the gallery holds "
+                f"{self.identities.dtype}"
+            )
+        if not self.index.is_trained:
+            self.train(x)
+        self.identities = np.concatenate([self.identities, ids]) if len(self) else ids
+        self.index.add(x)
+
+    def train(self, embeddings: np.ndarray) -> None:
+        """Train the index (IVF centroids, PQ codebooks) on representative embeddings."""
+        x = self._check(embeddings, "gallery train")
+        try:
+            self.index.train(x)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            raise DataError(
+                f"gallery: cannot train {self.factory!r} on {len(x)} embeddings ({reason})"
+            ) from exc
+
+    def set_search_params(self, params: str) -> None:
+        """faiss search parameters such as ``"nprobe=16"`` (IVF) or ``"efSearch=64"`` (HNSW)."""
+        import faiss
+
+        try:
+            faiss.ParameterSpace().set_index_parameters(self.index, params)
+        except RuntimeError as exc:
+            raise DataError(
+                f"gallery: bad search parameters {params!r} for {self.factory}"
+            ) from exc
+
+    def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k cosines ``(n, k)`` (descending) and identities ``(n, k)``, k capped at the size.
+
+        Slots faiss leaves empty (approximate indexes) hold cosine -inf and identity -1 or "".
+        """
+        if len(self) == 0:
+            raise DataError("gallery: the gallery is empty")
+        x = self._check(probes, "search")
+        k = max(1, min(int(k), len(self)))
+        cosines, rows = self.index.search(x, k)
+        found = rows >= 0
+        identities = np.where(
+            found, self.identities[np.where(found, rows, 0)], -1 if self._int_ids else ""
+        )
+        return np.where(found, cosines, -np.inf).astype(np.float32), identities
+
+    @property
+    def _int_ids(self) -> bool:
+        return self.identities.dtype.kind == "i"
+
+    def identify(self, probes: np.ndarray, threshold: float) -> tuple[list, np.ndarray]:
+        """Per probe: top-1 identity if its cosine > threshold, else UNKNOWN; and that cosine."""
+        cosines, identities = self.search(probes, 1)
+        return decide(cosines[:, 0], identities[:, 0], threshold), cosines[:, 0]
+
+    def save(self, path: str) -> None:
+        """Write index and identities to one file (temporary name, then rename)."""
+        import faiss
+
+        header = json.dumps(
+            {
+                "dim": self.dim,
+                "factory": self.factory,
+                "count": len(self),
+                "identities": self.identities.tolist(),
+            }
+        ).encode()
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".gallery-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
+                faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str) -> Gallery:
+        """Read a file written by :meth:`save`; a corrupt or foreign file raises DataError."""
+        try:
+            with open(path, "rb") as f:
+                return cls._read(f, str(path))
+        except OSError as exc:
+            raise DataError(f"{path}: cannot open gallery index ({exc.strerror})") from exc
+
+    @classmethod
+    def _read(cls, f, path: str) -> Gallery:
+        import faiss
+
+        if f.read(len(_MAGIC)) != _MAGIC:
+            raise DataError(f"{path}: not a facebench gallery index (bad magic bytes)")
+        try:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+            dim, factory, identities = header["dim"], header["factory"], header["identities"]
+            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+        except (struct.error, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: corrupt gallery index ({type(exc).__name__})") from exc
+        if f.read(1):
+            raise DataError(f"{path}: corrupt gallery index (bytes after the faiss index)")
+        gallery = cls.__new__(cls)
+        gallery.dim, gallery.factory, gallery.index = int(dim), factory, index
+        gallery.identities = np.asarray(identities)
+        if gallery.identities.dtype.kind not in "iU":
+            gallery.identities = gallery.identities.astype(np.int64)
+        if index.d != gallery.dim or not (
+            index.ntotal == header["count"] == len(gallery.identities)
+        ):
+            raise DataError(
+                f"{path}: corrupt gallery index (index holds {index.ntotal} x {index.d}, header "
+                f"says {header['count']} x {gallery.dim} with {len(gallery.identities)} identities)"
+            )
+        return gallery
+
+
+def decide(cosines: np.ndarray, identities: np.ndarray, threshold: float) -> list:
+    """Per probe: its identity when the cosine is above ``threshold``, else :data:`UNKNOWN`."""
+    return [
+        ident.item() if cos > threshold else UNKNOWN
+        for cos, ident in zip(np.asarray(cosines), np.asarray(identities), strict=True)
+    ]
