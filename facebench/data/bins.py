@@ -1,0 +1,223 @@
+"""Verification bins (lfw.bin, cfp_fp.bin, ...): a pickle of ``(bins, issame_list)``.
+
+``bins`` holds 2P images (pair k is ``bins[2k], bins[2k+1]``), each encoded bytes or a uint8
+array; ``issame_list`` holds P bools. Pickles run code on load, so these files go through a
+restricted unpickler that builds only bytes, lists, tuples, bools and plain numpy arrays.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from facebench.data.folders import temporary_output_dir
+from facebench.data.images import decode_image, encode_image, read_image
+from facebench.errors import DataError
+
+# (module, name) pairs a bin may reference: what numpy 1.x / 2.x and Python 2 / 3 pickles of
+# bytes, bool arrays and uint8 arrays need, and nothing else.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+    ("builtins", "bytearray"),
+    ("__builtin__", "bytearray"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the globals in ``_ALLOWED_GLOBALS``; anything else is refused unrun."""
+
+    def __init__(self, file, path: str):
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise DataError(f"{self.path}: refusing to unpickle {module}.{name} (not a bin)")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module[len("numpy.core.") :]
+        elif module.startswith("numpy._core.") and not hasattr(np, "_core"):
+            module = "numpy.core." + module[len("numpy._core.") :]
+        elif module == "__builtin__":
+            module = "builtins"
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclass
+class VerificationBin:
+    """The pairs of a bin: ``images`` (2P bytes or uint8 arrays) and ``issame`` (P bools)."""
+
+    images: list
+    issame: np.ndarray
+    source: str = "<bin>"
+
+    def __len__(self) -> int:
+        return len(self.issame)
+
+    def decode_one(self, index: int) -> np.ndarray:
+        """uint8 RGB ``(H, W, 3)`` of image ``index``."""
+        return decode_bin_image(self.images[index], f"{self.source}: image {index}")
+
+    def decode(self, progress: bool = False) -> np.ndarray:
+        """All images as uint8 RGB ``(2P, H, W, 3)``; every image must have the same size."""
+        first = self.decode_one(0) if self.images else np.zeros((0, 0, 3), np.uint8)
+        out = np.empty((len(self.images), *first.shape), dtype=np.uint8)
+        items = range(len(self.images))
+        for i in tqdm(items, desc="decode bin", disable=not progress, unit="img"):
+            rgb = first if i == 0 else self.decode_one(i)
+            if rgb.shape != first.shape:
+                raise DataError(
+                    f"{self.source}: image {i} is {rgb.shape[0]}x{rgb.shape[1]}, image 0 is "
+                    f"{first.shape[0]}x{first.shape[1]}"
+                )
+            out[i] = rgb
+        return out
+
+
+def decode_bin_image(item, source: str) -> np.ndarray:
+    """A bin entry to RGB: encoded bytes, a 1-D uint8 buffer of them, or an (H, W, 3) RGB array."""
+    if isinstance(item, (bytes, bytearray)):
+        return decode_image(bytes(item), source)
+    if item.ndim == 1:
+        return decode_image(item.tobytes(), source)
+    return np.ascontiguousarray(item)
+
+
+def _check_bin(obj, path: str) -> VerificationBin:
+    """Validate the unpickled object's structure and pair counts."""
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise DataError(f"{path}: expected a pickled (bins, issame_list) pair")
+    images, issame = obj
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+        images = list(images)
+    if not isinstance(images, (list, tuple)):
+        raise DataError(f"{path}: bins is a {type(images).__name__}, expected a list of images")
+    for i, item in enumerate(images):
+        ok = isinstance(item, (bytes, bytearray)) or (
+            isinstance(item, np.ndarray)
+            and item.dtype == np.uint8
+            and (item.ndim == 1 or (item.ndim == 3 and item.shape[2] == 3))
+        )
+        if not ok:
+            raise DataError(f"{path}: image {i} is {type(item).__name__}, not bytes or uint8")
+    try:
+        flags = np.asarray(issame)
+        if flags.ndim != 1 or flags.dtype.kind not in "biu" or not np.isin(flags, (0, 1)).all():
+            raise ValueError
+    except (ValueError, TypeError):
+        raise DataError(f"{path}: issame_list is not a list of bools") from None
+    if len(images) % 2:
+        raise DataError(f"{path}: odd number of images ({len(images)}); pairs need 2 per pair")
+    if len(flags) != len(images) // 2:
+        raise DataError(
+            f"{path}: issame_list has {len(flags)} entries but bins hold {len(images) // 2} pairs"
+        )
+    return VerificationBin(list(images), flags.astype(bool), source=path)
+
+
+def read_verification_bin(path: str) -> VerificationBin:
+    """Load a bin through the restricted unpickler (old Python 2 bins included)."""
+    path = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read bin ({exc.strerror})") from exc
+    try:
+        obj = _RestrictedUnpickler(io.BytesIO(data), path).load()
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable bin pickle ({type(exc).__name__}: {exc})") from exc
+    return _check_bin(obj, path)
+
+
+def write_verification_bin(path: str, images: Sequence, issame: Sequence[bool]) -> None:
+    """Write ``(images, issame)`` as a bin (atomically); images are bytes or uint8 arrays."""
+    path = str(path)
+    images = [bytes(x) if isinstance(x, (bytes, bytearray)) else np.asarray(x) for x in images]
+    checked = _check_bin((images, list(issame)), path)
+    payload = (checked.images, [bool(x) for x in checked.issame])
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(payload, f, protocol=4)
+    os.replace(tmp, path)
+
+
+def _extension(item) -> str:
+    """File extension for a bin entry written to a folder: its own format, PNG for raw arrays."""
+    data = bytes(item) if isinstance(item, (bytes, bytearray)) else None
+    if data is None and item.ndim == 1:
+        data = item.tobytes()
+    if data is None:
+        return ".png"
+    if data.startswith(b"\xff\xd8"):
+        return ".jpg"
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    return ".bin"
+
+
+def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
+    """Write a bin as ``out_dir/NNNNN_{0,1}.<ext>`` + ``issame.txt``; returns the pair count.
+
+    Encoded images are written byte for byte; raw arrays become lossless PNG.
+    """
+    vbin = read_verification_bin(path)
+    tmp_dir = temporary_output_dir(out_dir)
+    width = max(5, len(str(len(vbin))))
+    for i in tqdm(range(len(vbin.images)), desc="bin to folder", disable=not progress):
+        item = vbin.images[i]
+        name = os.path.join(tmp_dir, f"{i // 2:0{width}d}_{i % 2}{_extension(item)}")
+        if isinstance(item, np.ndarray) and item.ndim == 3:
+            data = encode_image(item, ".png")
+        else:
+            data = bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes()
+        with open(name, "wb") as f:
+            f.write(data)
+    with open(os.path.join(tmp_dir, "issame.txt"), "w") as f:
+        f.writelines(f"{int(x)}\n" for x in vbin.issame)
+    os.replace(tmp_dir, out_dir)
+    return len(vbin)
+
+
+def folder_to_bin(folder: str, path: str, progress: bool = True) -> int:
+    """Inverse of :func:`bin_to_folder`: pair images + ``issame.txt`` -> bin; returns pairs."""
+    listing = os.path.join(folder, "issame.txt")
+    try:
+        with open(listing) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as exc:
+        raise DataError(f"{listing}: cannot read ({exc.strerror})") from exc
+    bad = [i for i, line in enumerate(lines, 1) if line not in ("0", "1")]
+    if bad:
+        raise DataError(f"{listing}: line {bad[0]}: expected 0 or 1")
+    files = {os.path.splitext(n)[0]: n for n in os.listdir(folder) if n != "issame.txt"}
+    width = max(5, len(str(len(lines))))
+    images = []
+    for k in tqdm(range(len(lines)), desc="folder to bin", disable=not progress):
+        for side in (0, 1):
+            stem = f"{k:0{width}d}_{side}"
+            if stem not in files:
+                raise DataError(f"{folder}: pair {k} has no image {stem}.*")
+            file_path = os.path.join(folder, files[stem])
+            read_image(file_path)
+            with open(file_path, "rb") as f:
+                images.append(f.read())
+    write_verification_bin(path, images, [line == "1" for line in lines])
+    return len(lines)

@@ -1,0 +1,210 @@
+"""InsightFace face packs: the meta record, identity ranges, the property file, a torch Dataset.
+
+A pack written by InsightFace keeps images at keys ``1..a-1``, one identity record per class at
+keys ``a..b-1`` (labels ``[start_key, end_key)``), and the meta record (key 0, labels ``[a, b]``)
+near the end of the file. Packs made by plain im2rec have no meta record: every key is an image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from itertools import groupby
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from facebench.data.images import DEFAULT_CONVENTION, InputConvention, decode_image, hflip
+from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
+from facebench.errors import DataError
+
+
+def read_property(path: str) -> tuple[int, int, int]:
+    """``(num_classes, H, W)`` from a property file (one line ``num_classes,H,W``)."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read property file ({exc.strerror})") from exc
+    try:
+        num_classes, height, width = (int(x) for x in text.split(","))
+    except ValueError:
+        raise DataError(f"{path}: expected 'num_classes,H,W', got {text[:60]!r}") from None
+    return num_classes, height, width
+
+
+def write_property(path: str, num_classes: int, height: int, width: int) -> None:
+    """Write a property file atomically."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{num_classes},{height},{width}\n")
+    os.replace(tmp, path)
+
+
+def image_label(header: IRHeader) -> int:
+    """The 0-based class of an image record: ``labels[0]`` if ``flag > 0`` else the scalar."""
+    return int(header.label[0]) if header.flag > 0 else int(header.label)
+
+
+def _pack_paths(path: str) -> tuple[str, str, str | None]:
+    """``(rec, idx, property or None)`` for a pack directory or a ``.rec`` path."""
+    path = str(path)
+    if os.path.isdir(path):
+        rec = os.path.join(path, "train.rec")
+        if not os.path.exists(rec):
+            raise DataError(f"{path}: no train.rec in this directory")
+    elif path.endswith(".rec"):
+        rec = path
+    else:
+        raise DataError(f"{path}: not a pack directory or a .rec file")
+    prop = os.path.join(os.path.dirname(rec), "property")
+    return rec, os.path.splitext(rec)[0] + ".idx", prop if os.path.exists(prop) else None
+
+
+class FacePack:
+    """An InsightFace pack (directory with train.rec/train.idx/property, or a ``.rec`` path)."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+        rec, idx, self.property_path = _pack_paths(self.path)
+        self.reader = IndexedRecordReader(rec, idx)
+        self.rec_path = rec
+        self.property = read_property(self.property_path) if self.property_path else None
+        self.meta = None
+        if 0 in self.reader:
+            header, image = self.reader.read_record(0)
+            if header.flag > 0 and not image:
+                self.meta = self._check_meta(header)
+        if self.meta is not None:
+            self.image_keys = np.arange(1, self.meta[0], dtype=np.int64)
+        else:
+            self.image_keys = np.sort(self.reader.keys)
+        self._identities = None
+
+    def _check_meta(self, header: IRHeader) -> tuple[int, int]:
+        """Validate the meta record's ``[a, b]`` against the index."""
+        if header.flag < 2:
+            raise DataError(
+                f"{self.rec_path}: key 0: meta record has {header.flag} label(s), not 2"
+            )
+        first, end = int(header.label[0]), int(header.label[1])
+        if not 1 <= first <= end:
+            raise DataError(
+                f"{self.rec_path}: key 0: meta record range [{first}, {end}) is invalid"
+            )
+        for key in (first - 1, end - 1):
+            if key >= 1 and key not in self.reader:
+                raise DataError(
+                    f"{self.rec_path}: key 0: meta record names key {key}, which is not in "
+                    f"{self.reader.idx_path}"
+                )
+        return first, end
+
+    def __len__(self) -> int:
+        return len(self.image_keys)
+
+    @property
+    def identities(self) -> np.ndarray | None:
+        """``(K, 2)`` int64 ``[start_key, end_key)`` per class from the identity records."""
+        if self.meta is None:
+            return None
+        if self._identities is None:
+            first, end = self.meta
+            ranges = np.zeros((end - first, 2), dtype=np.int64)
+            for i, key in enumerate(range(first, end)):
+                header, _ = self.reader.read_record(key)
+                if header.flag < 2:
+                    raise DataError(f"{self.rec_path}: key {key}: identity record lacks a range")
+                ranges[i] = int(header.label[0]), int(header.label[1])
+            self._identities = ranges
+        return self._identities
+
+    @property
+    def num_classes(self) -> int:
+        """From the property file, else the identity records, else a scan of every label."""
+        if self.property is not None:
+            return self.property[0]
+        if self.meta is not None:
+            return self.meta[1] - self.meta[0]
+        return int(max((self.label(k) for k in self.image_keys), default=-1)) + 1
+
+    def label(self, key: int) -> int:
+        """Class of image ``key``."""
+        header, _ = self.reader.read_record(key)
+        return image_label(header)
+
+    def read_sample(self, key: int) -> tuple[np.ndarray, int]:
+        """``(uint8 RGB (H, W, 3), label)`` of image ``key``."""
+        header, image = self.reader.read_record(key)
+        return decode_image(image, source=f"{self.rec_path}: key {key}"), image_label(header)
+
+    def read_image(self, key: int) -> np.ndarray:
+        """uint8 RGB ``(H, W, 3)`` of image ``key``."""
+        return self.read_sample(key)[0]
+
+    def read_encoded(self, key: int) -> tuple[bytes, int]:
+        """``(encoded image bytes, label)`` of image ``key`` without decoding."""
+        header, image = self.reader.read_record(key)
+        return image, image_label(header)
+
+
+def write_face_pack(
+    out_dir: str,
+    samples: Iterable[tuple[int, bytes]],
+    image_size: tuple[int, int],
+    name: str = "train",
+    property_file: bool = True,
+) -> tuple[int, int]:
+    """Write ``name.rec/.idx`` (+ ``property``) in InsightFace layout; returns (images, classes).
+
+    ``samples`` yields ``(label, encoded_image)`` with each label's images contiguous. Classes are
+    ``0..max(label)``; a class with no images gets an empty range.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    rec = os.path.join(out_dir, f"{name}.rec")
+    ranges: dict[int, tuple[int, int]] = {}
+    key = 1
+    with IndexedRecordWriter(rec) as writer:
+        for label, group in groupby(samples, key=lambda sample: int(sample[0])):
+            if label < 0:
+                raise DataError(f"{rec}: negative label {label}")
+            if label in ranges:
+                raise DataError(f"{rec}: images of label {label} are not contiguous")
+            start = key
+            for _, image in group:
+                writer.write(key, pack_record(IRHeader(0, float(label), key, 0), image))
+                key += 1
+            ranges[label] = (start, key)
+        num_classes = max(ranges, default=-1) + 1
+        first = key
+        for label in range(num_classes):
+            start, end = ranges.get(label, (key, key))
+            writer.write(first + label, pack_record(IRHeader(2, np.array([start, end]), 0, 0)))
+        writer.write(0, pack_record(IRHeader(2, np.array([first, first + num_classes]), 0, 0)))
+    if property_file:
+        write_property(os.path.join(out_dir, "property"), num_classes, *image_size)
+    return first - 1, num_classes
+
+
+class PackDataset(Dataset):
+    """Images of a pack as ``(float32 (3, H, W) in [-1, 1], label)``; optional random flip."""
+
+    def __init__(
+        self,
+        path: str,
+        random_flip: bool = False,
+        convention: InputConvention = DEFAULT_CONVENTION,
+    ):
+        self.pack = FacePack(path)
+        self.random_flip = random_flip
+        self.convention = convention
+
+    def __len__(self) -> int:
+        return len(self.pack)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rgb, label = self.pack.read_sample(int(self.pack.image_keys[index]))
+        if self.random_flip and torch.rand(()) < 0.5:
+            rgb = hflip(rgb)
+        return torch.from_numpy(self.convention.apply(rgb[None])[0]), label

@@ -1,0 +1,322 @@
+"""MXNet RecordIO without mxnet: record framing, the ``'<IfQQ'`` header, and keyed ``.idx`` access.
+
+A record on disk is ``uint32 magic, uint32 lrec, payload, zero padding to 4 bytes`` with
+``lrec = cflag << 29 | length``. Payloads holding the magic word at a 4-aligned offset are split
+into parts (cflag 1 first, 2 middle, 3 last) with that magic word left out, exactly as dmlc-core
+writes them. The ``.idx`` file maps integer keys to the byte offset of a record's first part.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from facebench.errors import DataError
+
+MAGIC = 0xCED7230A
+_MAGIC_BYTES = struct.pack("<I", MAGIC)
+_FRAME = struct.Struct("<II")
+_HEADER = struct.Struct("<IfQQ")
+_LENGTH_MASK = (1 << 29) - 1
+# A key table is a dense array when keys fill at least this share of their range, else a dict.
+_DENSE_FILL = 0.25
+
+Label = float | np.ndarray
+
+
+@dataclass(frozen=True)
+class IRHeader:
+    """The record header: ``flag`` (number of float labels), ``label`` (scalar or array), ids."""
+
+    flag: int
+    label: Label
+    id: int = 0
+    id2: int = 0
+
+
+def pack_record(header: IRHeader, image_bytes: bytes = b"") -> bytes:
+    """Payload for ``header`` + ``image_bytes``; array labels set ``flag`` to their count."""
+    if np.ndim(header.label) == 0:
+        head = _HEADER.pack(0, float(header.label), header.id, header.id2)
+        return head + bytes(image_bytes)
+    labels = np.asarray(header.label, dtype="<f4").ravel()
+    head = _HEADER.pack(labels.size, 0.0, header.id, header.id2)
+    return head + labels.tobytes() + bytes(image_bytes)
+
+
+def unpack_record(payload: bytes, source: str = "<record>") -> tuple[IRHeader, bytes]:
+    """Split a payload into its header (array label when ``flag > 0``) and the image bytes."""
+    if len(payload) < _HEADER.size:
+        raise DataError(f"{source}: payload of {len(payload)} bytes is shorter than the header")
+    flag, label, id1, id2 = _HEADER.unpack_from(payload)
+    start = _HEADER.size
+    if flag == 0:
+        return IRHeader(0, label, id1, id2), payload[start:]
+    end = start + 4 * flag
+    if end > len(payload):
+        raise DataError(f"{source}: header announces {flag} labels but the payload is too short")
+    labels = np.frombuffer(payload, dtype="<f4", count=flag, offset=start).copy()
+    return IRHeader(flag, labels, id1, id2), payload[end:]
+
+
+def frame_record(payload: bytes) -> bytes:
+    """The on-disk bytes of one record, split into parts where the payload holds the magic word."""
+    data = bytes(payload)
+    if len(data) > _LENGTH_MASK:
+        raise DataError(f"record payload of {len(data)} bytes exceeds the 2^29-1 byte limit")
+    parts = []
+    start = 0
+    pos = data.find(_MAGIC_BYTES)
+    while pos != -1:
+        if pos % 4 == 0 and pos + 4 <= (len(data) // 4) * 4:
+            parts.append(data[start:pos])
+            start = pos + 4
+            pos = data.find(_MAGIC_BYTES, start)
+        else:
+            pos = data.find(_MAGIC_BYTES, pos + 1)
+    parts.append(data[start:])
+    out = []
+    for i, part in enumerate(parts):
+        cflag = 0 if len(parts) == 1 else 1 if i == 0 else 3 if i == len(parts) - 1 else 2
+        out.append(_FRAME.pack(MAGIC, (cflag << 29) | len(part)))
+        out.append(part)
+    out.append(b"\0" * (-len(data) % 4))
+    return b"".join(out)
+
+
+def read_index(idx_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and offsets (int64 arrays, file order) of a ``key<TAB>offset`` index file."""
+    try:
+        with open(idx_path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError as exc:
+        raise DataError(f"{idx_path}: index file is missing") from exc
+    except OSError as exc:
+        raise DataError(f"{idx_path}: cannot read index ({exc.strerror})") from exc
+    lines = text.splitlines()
+    tokens = text.split()
+    try:
+        if len(tokens) != 2 * (len(lines) - lines.count(b"")):
+            raise ValueError("a line without exactly two fields")
+        table = np.array(tokens, dtype=np.int64).reshape(-1, 2)
+    except ValueError:
+        table = _parse_index_lines(lines, idx_path)
+    if table.size and (table[:, 1] < 0).any():
+        row = int(np.argmax(table[:, 1] < 0))
+        raise DataError(f"{idx_path}: key {table[row, 0]} has negative offset {table[row, 1]}")
+    return table[:, 0].copy(), table[:, 1].copy()
+
+
+def _parse_index_lines(lines: list[bytes], idx_path: str) -> np.ndarray:
+    """Slow line-by-line parse that names the first bad line."""
+    rows = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            rows.append((int(fields[0]), int(fields[1])))
+        except ValueError:
+            raise DataError(
+                f"{idx_path}: line {number}: expected 'key<TAB>offset', got {line[:60]!r}"
+            ) from None
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+class _KeyTable:
+    """Key -> offset lookup in O(1): a dense array over the key range, or a dict when sparse."""
+
+    def __init__(self, keys: np.ndarray, offsets: np.ndarray, source: str):
+        self.low = int(keys.min()) if keys.size else 0
+        span = int(keys.max()) - self.low + 1 if keys.size else 0
+        if keys.size and len(np.unique(keys)) != keys.size:
+            values, counts = np.unique(keys, return_counts=True)
+            raise DataError(f"{source}: key {int(values[counts > 1][0])} appears more than once")
+        self.dense = None
+        self.sparse = None
+        if keys.size == 0 or keys.size >= _DENSE_FILL * span:
+            self.dense = np.full(span, -1, dtype=np.int64)
+            self.dense[keys - self.low] = offsets
+        else:
+            self.sparse = dict(zip(keys.tolist(), offsets.tolist(), strict=True))
+
+    def get(self, key: int) -> int:
+        """The offset of ``key`` or -1."""
+        if self.sparse is not None:
+            return self.sparse.get(key, -1)
+        i = key - self.low
+        return int(self.dense[i]) if 0 <= i < len(self.dense) else -1
+
+
+class IndexedRecordReader:
+    """Random access to a ``.rec`` by the keys of its ``.idx``; safe in DataLoader workers.
+
+    The file is opened lazily in each process (``os.pread``, no shared seek position) and the
+    handle is dropped when pickled, so a reader handed to worker processes reopens there.
+    """
+
+    def __init__(self, rec_path: str, idx_path: str | None = None):
+        self.rec_path = str(rec_path)
+        self.idx_path = str(idx_path) if idx_path else os.path.splitext(self.rec_path)[0] + ".idx"
+        if not os.path.isfile(self.rec_path):
+            raise DataError(f"{self.rec_path}: record file is missing")
+        keys, offsets = read_index(self.idx_path)
+        self.size = os.path.getsize(self.rec_path)
+        past = offsets + _FRAME.size > self.size
+        if past.any():
+            row = int(np.argmax(past))
+            raise DataError(
+                f"{self.idx_path}: key {keys[row]} has offset {offsets[row]} past the end of "
+                f"{self.rec_path} ({self.size} bytes)"
+            )
+        #: keys in index-file order (which need not be key order)
+        self.keys = keys
+        self._table = _KeyTable(keys, offsets, self.idx_path)
+        self._fd = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: int) -> bool:
+        return self._table.get(int(key)) >= 0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_fd": None, "_pid": None}
+
+    def __del__(self):
+        self.close()
+
+    def close(self) -> None:
+        """Close this process's file handle (it reopens on the next read)."""
+        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+    def _handle(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            try:
+                self._fd = os.open(self.rec_path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError as exc:
+                raise DataError(f"{self.rec_path}: cannot open ({exc.strerror})") from exc
+            self._pid = os.getpid()
+        return self._fd
+
+    def offset(self, key: int) -> int:
+        """Byte offset of ``key``'s record; DataError for a key not in the index."""
+        offset = self._table.get(int(key))
+        if offset < 0:
+            raise DataError(f"{self.rec_path}: key {key} is not in {self.idx_path}")
+        return offset
+
+    def read(self, key: int) -> bytes:
+        """The payload of record ``key`` (multi-part records joined)."""
+        return self.read_at(self.offset(key), key)
+
+    def read_at(self, offset: int, key: int | None = None) -> bytes:
+        """The payload of the record whose first part starts at byte ``offset``."""
+        fd = self._handle()
+        where = (
+            f"{self.rec_path}: key {key} at offset {offset}"
+            if key is not None
+            else (f"{self.rec_path}: offset {offset}")
+        )
+        parts = []
+        pos = offset
+        while True:
+            frame = os.pread(fd, _FRAME.size, pos)
+            if len(frame) < _FRAME.size:
+                raise DataError(f"{where}: truncated record (file ends at byte {self.size})")
+            magic, lrec = _FRAME.unpack(frame)
+            if magic != MAGIC:
+                raise DataError(
+                    f"{where}: wrong magic word 0x{magic:08X} at byte {pos} (expected 0xCED7230A)"
+                )
+            cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+            expected = (0, 1) if not parts else (2, 3)
+            if cflag not in expected:
+                raise DataError(f"{where}: unexpected part flag {cflag} at byte {pos}")
+            data = os.pread(fd, length, pos + _FRAME.size)
+            if len(data) < length:
+                raise DataError(
+                    f"{where}: truncated record ({length} bytes announced at byte {pos}, "
+                    f"{len(data)} present)"
+                )
+            parts.append(data)
+            if cflag in (0, 3):
+                return parts[0] if len(parts) == 1 else _MAGIC_BYTES.join(parts)
+            pos += _FRAME.size + length + (-length % 4)
+
+    def read_record(self, key: int) -> tuple[IRHeader, bytes]:
+        """Header and image bytes of record ``key``."""
+        return unpack_record(self.read(key), source=f"{self.rec_path}: key {key}")
+
+
+class IndexedRecordWriter:
+    """Writes ``.rec`` + ``.idx`` under temporary names; renames both only on a clean exit.
+
+    Use as a context manager; an exception inside the block removes the temporary files.
+    """
+
+    def __init__(self, rec_path: str, idx_path: str | None = None):
+        self.rec_path = str(rec_path)
+        self.idx_path = str(idx_path) if idx_path else os.path.splitext(self.rec_path)[0] + ".idx"
+        directory = os.path.dirname(os.path.abspath(self.rec_path))
+        os.makedirs(directory, exist_ok=True)
+        self._rec_tmp = _temporary_name(self.rec_path)
+        self._idx_tmp = _temporary_name(self.idx_path)
+        self._file = open(self._rec_tmp, "wb")  # noqa: SIM115 (closed in close/abort)
+        self._entries: list[tuple[int, int]] = []
+        self._keys: set[int] = set()
+
+    def write(self, key: int, payload: bytes) -> int:
+        """Append record ``key``; returns its byte offset."""
+        key = int(key)
+        if key in self._keys:
+            raise DataError(f"{self.rec_path}: key {key} written twice")
+        offset = self._file.tell()
+        self._file.write(frame_record(payload))
+        self._keys.add(key)
+        self._entries.append((key, offset))
+        return offset
+
+    def close(self) -> None:
+        """Finish: write the index and move both files to their final names."""
+        if self._file.closed:
+            return
+        self._file.close()
+        with open(self._idx_tmp, "w") as f:
+            f.writelines(f"{key}\t{offset}\n" for key, offset in self._entries)
+        os.replace(self._rec_tmp, self.rec_path)
+        os.replace(self._idx_tmp, self.idx_path)
+
+    def abort(self) -> None:
+        """Drop everything written so far."""
+        if not self._file.closed:
+            self._file.close()
+        for path in (self._rec_tmp, self._idx_tmp):
+            if os.path.exists(path):
+                os.remove(path)
+
+    def __enter__(self) -> IndexedRecordWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _temporary_name(path: str) -> str:
+    """A fresh file name beside ``path`` (same directory, so os.replace is atomic)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    return tmp
