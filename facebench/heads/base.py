@@ -53,7 +53,8 @@ class ClassifierHead(nn.Module):
     """A classifier over K classes whose loss subclasses define from margin-adjusted logits.
 
     Rank i of ``process_group`` holds the rows of a contiguous class slice (all K without a
-    group). Scores are s_k = γ cos θ_k − b_k (normalized) or w_k·x − b_k (linear, γ = 1).
+    group). Scores are s_k = γ cos θ_k − b_k (normalized) or w_k·x − b_k (linear, γ = 1);
+    ``bias_init=None`` means log(10 K).
     """
 
     def __init__(
@@ -65,7 +66,7 @@ class ClassifierHead(nn.Module):
         scale: float | None,
         margin: float,
         bias_mode: str,
-        bias_init: float,
+        bias_init: float | None,
         bias_weight_decay: bool,
         sample_ratio: float,
         process_group,
@@ -100,6 +101,8 @@ class ClassifierHead(nn.Module):
         self.class_start, self.num_local = class_slice(self.num_classes, self.world_size, self.rank)
         weight = torch.randn(self.num_local, self.embedding_size) * WEIGHT_INIT_STD
         self.weight = nn.Parameter(weight)
+        if bias_init is None:
+            bias_init = default_bias_init(self.num_classes)
         bias_value = _config_float("bias_init", bias_init)
         if bias_mode == "class":
             self.bias = nn.Parameter(torch.full((self.num_local,), bias_value))
@@ -111,8 +114,8 @@ class ClassifierHead(nn.Module):
 
     # ---- what subclasses define -------------------------------------------------------------
     def positive_value(self, values: torch.Tensor) -> torch.Tensor:
-        """The target class's cosine (or linear value) after the margin; identity by default."""
-        return values
+        """The target class's cosine after the margin: the cosine margin cos θ_y − m by default."""
+        return values - self.margin
 
     def per_sample_loss(
         self, logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor

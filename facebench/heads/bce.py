@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from facebench.heads.base import ClassifierHead, _config_float, default_bias_init
+from facebench.heads.base import ClassifierHead, _config_float
 from facebench.heads.distributed import sum_of_shares
 
 
@@ -30,8 +30,6 @@ class BCEHead(ClassifierHead):
         sample_ratio=1.0,
         process_group=None,
     ):
-        if bias_init is None:
-            bias_init = default_bias_init(num_classes) if isinstance(num_classes, int) else 0.0
         super().__init__(
             embedding_size,
             num_classes,

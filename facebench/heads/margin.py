@@ -104,9 +104,6 @@ class CosFaceHead(MarginSoftmaxHead):
 
     default_margin = 0.4
 
-    def positive_value(self, values):
-        return values - self.margin
-
 
 class ArcFaceHead(MarginSoftmaxHead):
     """ArcFace: the target logit is γ cos(θ_y + m) (m = 0.5 by default), differentiated through
