@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 
@@ -65,3 +67,33 @@ def align_face(rgb: np.ndarray, landmarks5: np.ndarray, size: int = 112) -> np.n
         raise DataError(f"landmarks: expected 5 (x, y) points, got shape {points.shape}")
     matrix = estimate_similarity(points, template_for_size(size))
     return cv2.warpAffine(rgb, matrix, (size, size), borderValue=0.0)
+
+
+#: Five landmarks picked by eye (zoomed, 10 px grid) for two faces of insightface's sample t1.jpg.
+T1_LANDMARKS = np.array(
+    [
+        [[493, 323], [538, 333], [511, 359], [487, 370], [528, 380]],
+        [[767, 397], [813, 402], [788, 422], [768, 440], [813, 442]],
+    ],
+    dtype=np.float64,
+)
+
+
+def insightface_sample_faces(size: int = 112) -> np.ndarray:
+    """Real aligned faces from the photos shipped in the insightface package: uint8 (3, s, s, 3).
+
+    Tom_Hanks_54745.png is already a 112x112 ArcFace crop; two faces of t1.jpg are aligned here.
+    """
+    from importlib.util import find_spec
+
+    from facebench.data.images import read_image
+
+    spec = find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("insightface is not installed: its sample photos are not available")
+    images = os.path.join(spec.submodule_search_locations[0], "data", "images")
+    tom = read_image(os.path.join(images, "Tom_Hanks_54745.png"))
+    if size != 112:
+        tom = align_face(tom, ARCFACE_TEMPLATE, size)
+    group = read_image(os.path.join(images, "t1.jpg"))
+    return np.stack([tom] + [align_face(group, points, size) for points in T1_LANDMARKS])

@@ -1,0 +1,145 @@
+"""ONNX export of a backbone, checked with onnxruntime against PyTorch and with insightface."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from facebench.data.images import DEFAULT_CONVENTION, InputConvention
+from facebench.embed.onnx_convention import CONVENTION_METADATA_KEY
+from facebench.errors import DataError, ModelError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+
+
+class ConventionAdapter(nn.Module):
+    """Takes InsightFace's input (RGB, (x - 127.5) / 127.5) and feeds ``module`` its own convention.
+
+    So every exported file expects what insightface's ArcFaceONNX feeds, whatever the training
+    convention was.
+    """
+
+    def __init__(self, module: nn.Module, convention: InputConvention):
+        super().__init__()
+        self.module = module
+        self.flip = convention.color == "BGR"
+        self.scale = DEFAULT_CONVENTION.std / convention.std
+        self.shift = (DEFAULT_CONVENTION.mean - convention.mean) / convention.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip:
+            x = x.flip(1)
+        return self.module(x * self.scale + self.shift)
+
+
+def _insightface_check(path: str, size: tuple[int, int]) -> None:
+    """ModelError unless insightface's model zoo routes ``path`` to a 127.5/127.5 ArcFaceONNX."""
+    from insightface.model_zoo import get_model
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+    model = get_model(path, providers=["CPUExecutionProvider"])
+    if not isinstance(model, ArcFaceONNX):
+        raise ModelError(
+            f"{path}: insightface does not load it as a recognition model "
+            f"(got {type(model).__name__}); it needs a square input, a multiple of 16, >= 112"
+        )
+    if (model.input_mean, model.input_std) != (127.5, 127.5) or model.input_size != size[::-1]:
+        raise ModelError(
+            f"{path}: insightface reads mean {model.input_mean}, std {model.input_std}, size "
+            f"{model.input_size}; expected 127.5, 127.5, {size[::-1]}"
+        )
+
+
+def export_onnx(
+    module: nn.Module,
+    out_path: str,
+    check_images: np.ndarray,
+    convention: InputConvention = DEFAULT_CONVENTION,
+    name: str = "model",
+    tolerance: float = 1e-4,
+    opset: int = 17,
+    insightface_check: bool = True,
+) -> dict:
+    """Write ``module`` as ONNX (dynamic batch) to ``out_path`` if it matches PyTorch on images.
+
+    ``check_images``: real uint8 RGB ``(N, H, W, 3)`` faces. Raises ModelError, leaving no file,
+    when the largest absolute difference exceeds ``tolerance`` or insightface cannot load it.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    images = np.asarray(check_images)
+    if images.ndim != 4 or len(images) == 0 or images.dtype != np.uint8:
+        raise DataError(f"export check: need uint8 (N, H, W, 3) images, got {images.shape}")
+    cpu_module = copy.deepcopy(module).float().cpu().eval()
+    wrapped = (
+        cpu_module
+        if convention == DEFAULT_CONVENTION
+        else ConventionAdapter(cpu_module, convention)
+    ).eval()  # a new wrapper starts in train mode, and the exporter restores the mode it found
+    onnx_conv = InputConvention("RGB", 127.5, 127.5, convention.size)
+    directory = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(out_path)}.", suffix=".onnx", dir=directory
+    )
+    os.close(fd)
+    try:
+        example = torch.from_numpy(onnx_conv.apply(images[:2]))
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                tmp,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        graph = onnx.load(tmp)
+        for key, value in {
+            CONVENTION_METADATA_KEY: json.dumps(onnx_conv.to_dict()),
+            "facebench.model_name": name,
+            "facebench.training_convention": json.dumps(convention.to_dict()),
+        }.items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, tmp)
+
+        with torch.no_grad():
+            expected = cpu_module(torch.from_numpy(convention.apply(images))).numpy()
+        session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images)})[0]
+        single = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images[:1])})[0]
+        max_diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+        log.info(
+            "onnxruntime vs PyTorch on %d images: max abs difference %.3g", len(images), max_diff
+        )
+        if not max_diff <= tolerance:
+            raise ModelError(
+                f"{out_path}: onnxruntime differs from PyTorch by {max_diff:.3g} "
+                f"(> {tolerance:g}); nothing written"
+            )
+        if insightface_check:
+            _insightface_check(tmp, convention.size)
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {
+        "path": str(out_path),
+        "max_abs_diff": max_diff,
+        "images": len(images),
+        "opset": opset,
+        "convention": onnx_conv.to_dict(),
+    }

@@ -1,0 +1,75 @@
+"""ONNX export: onnxruntime vs PyTorch, insightface compatibility, no file left on failure."""
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from facebench.data.align import insightface_sample_faces
+from facebench.data.images import InputConvention
+from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images
+from facebench.embed.export import export_onnx
+from facebench.errors import ModelError
+from facebench.models import build_backbone
+
+
+@pytest.fixture(scope="module")
+def real_faces():
+    return insightface_sample_faces()
+
+
+@pytest.fixture(scope="module")
+def tiny_face():
+    torch.manual_seed(0)
+    module = build_backbone("tiny_face", 32, widths=(8, 16, 16)).eval()
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    return module
+
+
+def test_export_matches_torch_on_any_batch_and_loads_in_insightface(
+    tmp_path, tiny_face, real_faces
+):
+    from insightface.model_zoo import get_model
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+    path = str(tmp_path / "m.onnx")
+    result = export_onnx(tiny_face, path, real_faces, name="tiny_face")
+    assert result["max_abs_diff"] <= 1e-4 and os.listdir(tmp_path) == ["m.onnx"]
+
+    batch = np.concatenate([real_faces, real_faces[:, :, ::-1]])  # 6 images: a batch never exported
+    ours = OnnxEmbedder(path).embed(batch)
+    ref = TorchEmbedder(tiny_face).embed(batch)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+    model = get_model(path, providers=["CPUExecutionProvider"])
+    assert isinstance(model, ArcFaceONNX) and model.taskname == "recognition"
+    assert (model.input_mean, model.input_std, model.input_size) == (127.5, 127.5, (112, 112))
+    bgr = [cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im in batch]  # insightface takes cv2 images
+    np.testing.assert_allclose(model.get_feat(bgr), ref, atol=1e-4)
+
+
+def test_other_training_convention_is_adapted_to_insightface_input(tmp_path, tiny_face, real_faces):
+    conv = InputConvention(color="BGR", mean=0.0, std=255.0)
+    path = str(tmp_path / "bgr.onnx")
+    export_onnx(tiny_face, path, real_faces, convention=conv)
+    onnx_emb = embed_images(OnnxEmbedder(path), real_faces, progress=False)
+    torch_emb = embed_images(TorchEmbedder(tiny_face, conv), real_faces, progress=False)
+    np.testing.assert_allclose(onnx_emb, torch_emb, atol=1e-5)
+    assert OnnxEmbedder(path).convention == InputConvention()
+
+
+def test_failed_export_leaves_no_file(tmp_path, tiny_face, real_faces):
+    with pytest.raises(ModelError, match="nothing written"):
+        export_onnx(tiny_face, str(tmp_path / "m.onnx"), real_faces, tolerance=-1.0)
+    assert os.listdir(tmp_path) == []
+    conv = InputConvention(size=(100, 100))  # insightface routes only multiples of 16
+    small = np.zeros((2, 100, 100, 3), np.uint8)
+    with pytest.raises(ModelError, match="recognition model"):
+        export_onnx(tiny_face, str(tmp_path / "m.onnx"), small, convention=conv)
+    assert os.listdir(tmp_path) == []
