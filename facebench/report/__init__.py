@@ -1,0 +1,1 @@
+"""Reports: JSON evaluation results rendered as Markdown tables and PNG figures."""
