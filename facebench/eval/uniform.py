@@ -76,12 +76,22 @@ def uniform_metrics(
 ) -> dict:
     """Sample-wise, uniform (with t*) and class-wise accuracy of an (N, K) score matrix.
 
+    ``learned_threshold`` is in the units of ``scores``. See :func:`margin_metrics`."""
+    pos, neg = positive_and_negative(scores, labels, source)
+    report = margin_metrics(pos, neg, labels, learned_threshold)
+    report["classes"] = int(np.asarray(scores).shape[1])
+    return report
+
+
+def margin_metrics(
+    pos: np.ndarray, neg: np.ndarray, labels: np.ndarray, learned_threshold: float | None = None
+) -> dict:
+    """The metrics from each sample's own-class score ``pos`` and hardest other score ``neg``.
+
     Class-wise accuracy gives each class c its own best threshold over the samples labelled c,
     read two ways: ``class_wise_accuracy_sample_weighted`` (right samples / N, always between
-    uniform and sample-wise) and ``class_wise_accuracy_class_mean`` (mean of per-class rates).
-    ``learned_threshold`` is in the units of ``scores``."""
+    uniform and sample-wise) and ``class_wise_accuracy_class_mean`` (mean of per-class rates)."""
     labels = np.asarray(labels)
-    pos, neg = positive_and_negative(scores, labels, source)
     right = pos > neg
     n = pos.size
     overall, t_star = max_overlap(neg[right], pos[right])
@@ -91,7 +101,6 @@ def uniform_metrics(
     report = {
         "kind": "uniform",
         "samples": int(n),
-        "classes": int(np.asarray(scores).shape[1]),
         "classes_present": int(classes.size),
         "sample_accuracy": float(right.mean()),
         "uniform_accuracy": overall.get(0, 0) / n,

@@ -1,0 +1,53 @@
+"""`facebench uniform`: uniform classification metrics of a model's head on a pack."""
+
+from __future__ import annotations
+
+DESCRIPTION = """\
+Score every image of a pack (held-out images of the training identities) with the model's
+backbone and stored head, and report sample-wise accuracy, uniform accuracy with its exact best
+threshold t*, class-wise accuracy (both readings) and the head's learned threshold (b/scale)
+beside t*. Writes OUT/uniform.json."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    p = subparsers.add_parser(
+        "uniform",
+        help="uniform / sample-wise / class-wise accuracy of a head on a pack",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="facebench model.pt that stores its head")
+    p.add_argument("--pack", required=True, help="pack directory (or .rec) of training identities")
+    p.add_argument("--out", required=True, help="output directory for uniform.json")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument(
+        "--flip-sum",
+        action="store_true",
+        help="add the flipped image's embedding (off: as trained)",
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import os
+
+    from facebench.eval.uniform_model import evaluate_uniform_model
+    from facebench.report.jsonio import write_json
+
+    r = evaluate_uniform_model(
+        args.model, args.pack, args.device, args.batch_size, flip_sum=args.flip_sum
+    )
+    path = write_json(os.path.join(args.out, "uniform.json"), r)
+    t_star = "none" if r["uniform_threshold"] is None else f"{r['uniform_threshold']:.4f}"
+    learned = "none" if r["learned_threshold"] is None else f"{r['learned_threshold']:.4f}"
+    print(
+        f"sample-wise {100 * r['sample_accuracy']:.2f}  uniform {100 * r['uniform_accuracy']:.2f}"
+        f" (t* {t_star})  class-wise {100 * r['class_wise_accuracy_sample_weighted']:.2f} "
+        f"(class mean {100 * r['class_wise_accuracy_class_mean']:.2f})  learned threshold "
+        f"{learned} [{r['score_units']}]"
+    )
+    print(f"report: {path}")
+    return 0
