@@ -143,3 +143,54 @@ def export_onnx(
         "opset": opset,
         "convention": onnx_conv.to_dict(),
     }
+
+
+def check_images(
+    convention: InputConvention,
+    pack: str | None = None,
+    bin_path: str | None = None,
+    count: int = 16,
+) -> np.ndarray:
+    """Real faces to check an export on: the first ``count`` of a pack or bin if given, else the
+    insightface sample photos aligned to the convention's size."""
+    import itertools
+
+    from facebench.embed.sources import open_source
+
+    if pack or bin_path:
+        source = open_source(pack=pack, bin_path=bin_path)
+        source.expected_size = convention.size
+        return np.stack(list(itertools.islice(iter(source), count)))
+    from facebench.data.align import insightface_sample_faces
+
+    height, width = convention.size
+    if height != width:
+        raise DataError(f"export check: give --pack or --bin for a {height}x{width} model")
+    return insightface_sample_faces(height)
+
+
+def export_artifact(
+    model_path: str,
+    onnx_path: str,
+    pack: str | None = None,
+    bin_path: str | None = None,
+    count: int = 16,
+    tolerance: float = 1e-4,
+    opset: int = 17,
+) -> dict:
+    """Export a facebench ``model.pt`` to ONNX, checked on real images (see :func:`export_onnx`)."""
+    from facebench.models.artifact import load_model_artifact
+
+    if not str(onnx_path).endswith(".onnx"):
+        raise DataError(f"{onnx_path}: the ONNX file name must end in .onnx")
+    module, info = load_model_artifact(model_path, "cpu")
+    images = check_images(info["convention"], pack, bin_path, count)
+    return export_onnx(
+        module,
+        onnx_path,
+        images,
+        convention=info["convention"],
+        name=info["name"],
+        tolerance=tolerance,
+        opset=opset,
+    )

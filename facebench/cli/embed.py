@@ -1,0 +1,69 @@
+"""`facebench embed`: images -> float32 embeddings (.npy) with a JSON sidecar."""
+
+from __future__ import annotations
+
+DESCRIPTION = """\
+Embed a pack, a verification bin, an image folder or a list of image files with a facebench
+model.pt or an ONNX face recognition model. Writes OUT.npy (float32, one row per image, in the
+source's order; L2-normalized unless --no-normalize) and OUT.json beside it (ids, labels or
+paths, model name, input convention, flip-sum, normalized). Images must already be aligned
+crops of the model's input size (see data_scripts/align.py)."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    from facebench.cli.verify import add_model_arguments
+
+    p = subparsers.add_parser(
+        "embed",
+        help="images (pack, bin, folder, list) -> embeddings .npy + sidecar JSON",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pack", help="InsightFace pack directory or .rec file")
+    src.add_argument("--bin", help="verification bin (lfw.bin, ...): 2P images in pair order")
+    src.add_argument("--folder", help="image folder (root/<identity>/<image> or flat)")
+    src.add_argument("--list", help="text file: one image path per line, optional identity")
+    p.add_argument("--out", required=True, help="output .npy (the sidecar goes beside it)")
+    p.add_argument(
+        "--flip-sum",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the embedding of the horizontally flipped image (standard protocol)",
+    )
+    p.add_argument(
+        "--no-normalize", action="store_true", help="keep raw embeddings (no L2 normalization)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from facebench.cli.verify import embedder_from_args
+    from facebench.embed.pipeline import embed_to_file
+    from facebench.embed.sources import open_source
+    from facebench.errors import ConfigError
+
+    if not args.out.endswith(".npy"):
+        raise ConfigError(f"--out {args.out}: the embeddings file must end in .npy")
+    source = open_source(args.pack, args.bin, args.folder, args.list)
+    embedder = embedder_from_args(args)
+    info = embed_to_file(
+        embedder,
+        source,
+        args.out,
+        batch_size=args.batch_size,
+        flip_sum=args.flip_sum,
+        normalize=not args.no_normalize,
+        progress=not args.no_progress,
+        model_path=args.model,
+    )
+    print(
+        f"{info['count']} x {info['dim']} embeddings ({info['model']}, flip-sum "
+        f"{'on' if info['flip_sum'] else 'off'}, {'' if info['normalized'] else 'not '}normalized)"
+        f" -> {args.out} + {info['sidecar_path']}"
+    )
+    return 0

@@ -1,0 +1,57 @@
+"""`facebench search`: probes against a gallery: top-k identities and an open-set decision."""
+
+from __future__ import annotations
+
+DESCRIPTION = """\
+Search probe embeddings in a gallery built by `facebench index build`. For each probe: the top-k
+identities with cosine scores and a decision: the best identity when its cosine is above the
+global threshold, else "unknown". The threshold is given (--threshold) or read from a
+`facebench verify` report (--threshold-from lfw.json: its global_threshold, or with --far the
+threshold that reached that FAR on the bin). Results go to a .json or .csv file."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    p = subparsers.add_parser(
+        "search",
+        help="probe embeddings vs a gallery -> top-k identities and identity/unknown decisions",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--index", required=True, help="gallery index file")
+    p.add_argument("--embeddings", required=True, help="probe embeddings .npy")
+    p.add_argument("--sidecar", help="probe sidecar JSON (default: beside the .npy)")
+    thr = p.add_mutually_exclusive_group(required=True)
+    thr.add_argument("--threshold", type=float, help="global cosine threshold")
+    thr.add_argument("--threshold-from", help="verification report JSON (facebench verify)")
+    p.add_argument("--far", type=float, help="with --threshold-from: use the threshold at this FAR")
+    p.add_argument("--top-k", type=int, default=5, help="identities listed per probe")
+    p.add_argument("--search-params", help="faiss parameters, e.g. nprobe=32 or efSearch=128")
+    p.add_argument("--out", required=True, help="results file (.json or .csv)")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from facebench.errors import ConfigError
+    from facebench.search.service import search_probes, threshold_from_report, write_search_results
+
+    if args.far is not None and args.threshold_from is None:
+        raise ConfigError("--far needs --threshold-from")
+    if not args.out.endswith((".json", ".csv")):
+        raise ConfigError(f"--out {args.out}: results go to a .json or .csv file")
+    threshold = (
+        args.threshold
+        if args.threshold is not None
+        else threshold_from_report(args.threshold_from, args.far)
+    )
+    report = search_probes(
+        args.index, args.embeddings, threshold, args.top_k, args.sidecar, args.search_params
+    )
+    write_search_results(args.out, report)
+    print(
+        f"{report['probes']} probes vs {report['gallery_size']} gallery embeddings, "
+        f"threshold cos > {threshold:.4f}: {report['identified']} identified, "
+        f"{report['unknown']} unknown -> {args.out}"
+    )
+    return 0

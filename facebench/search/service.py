@@ -1,0 +1,145 @@
+"""Gallery files from embedding files, and probe search with one global threshold to JSON/CSV."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from facebench.embed.io import load_embeddings
+from facebench.errors import ConfigError, DataError
+from facebench.report.jsonio import read_json, write_json
+from facebench.search.gallery import UNKNOWN, Gallery, decide
+
+log = logging.getLogger(__name__)
+
+
+def identities_from_sidecar(meta: dict | None, path: str) -> list:
+    """Row identities of an embedding file: the sidecar's ``identities``, else its ``labels``."""
+    for key in ("identities", "labels"):
+        if meta and meta.get(key) is not None:
+            return list(meta[key])
+    raise DataError(
+        f"{path}: no identities: its sidecar needs 'identities' or 'labels' "
+        "(embed a pack, a folder of identity folders, or a list with identities)"
+    )
+
+
+def build_gallery(
+    embeddings_path: str, out_path: str, sidecar: str | None = None, factory: str = "Flat"
+) -> Gallery:
+    """A new gallery of the embeddings and their sidecar identities, saved to ``out_path``."""
+    emb, meta = load_embeddings(embeddings_path, sidecar)
+    gallery = Gallery(emb.shape[1], factory)
+    gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
+    gallery.save(out_path)
+    return gallery
+
+
+def add_to_gallery(index_path: str, embeddings_path: str, sidecar: str | None = None) -> Gallery:
+    """Append embeddings (with sidecar identities) to a saved gallery, in place (atomically)."""
+    gallery = Gallery.load(index_path)
+    emb, meta = load_embeddings(embeddings_path, sidecar)
+    gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
+    gallery.save(index_path)
+    return gallery
+
+
+def threshold_from_report(path: str, far: float | None = None) -> float:
+    """The cosine threshold of a ``facebench verify`` report: the oracle global threshold, or the
+    threshold that reached ``far`` on that bin."""
+    report = read_json(path)
+    if far is None:
+        value = report.get("global_threshold")
+        what = "global_threshold"
+    else:
+        key = f"{far:.0e}"
+        value = (report.get("tar_at_far_threshold") or {}).get(key)
+        what = f"tar_at_far_threshold[{key}]"
+    if not isinstance(value, (int, float)):
+        raise DataError(f"{path}: no {what} (expected a per-bin report from facebench verify)")
+    return float(value)
+
+
+def _probe_names(meta: dict | None, count: int) -> list:
+    for key in ("paths", "ids"):
+        if meta and meta.get(key) is not None:
+            return list(meta[key])
+    return list(range(count))
+
+
+def search_probes(
+    index_path: str,
+    probes_path: str,
+    threshold: float,
+    top_k: int = 5,
+    sidecar: str | None = None,
+    search_params: str | None = None,
+) -> dict:
+    """Top-k identities with cosines and a decision (identity or "unknown") for every probe."""
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    gallery = Gallery.load(index_path)
+    if search_params:
+        gallery.set_search_params(search_params)
+    probes, meta = load_embeddings(probes_path, sidecar)
+    cosines, identities = gallery.search(probes, top_k)
+    names = _probe_names(meta, len(probes))
+    decisions = decide(cosines[:, 0], identities[:, 0], threshold)
+    results = [
+        {
+            "probe": name,
+            "decision": decision,
+            "top": [
+                {"identity": i.item(), "cosine": float(c)}
+                for i, c in zip(id_row, cos_row, strict=True)
+                if np.isfinite(c)
+            ],
+        }
+        for name, decision, cos_row, id_row in zip(
+            names, decisions, cosines, identities, strict=True
+        )
+    ]
+    unknown = sum(r["decision"] == UNKNOWN for r in results)
+    return {
+        "kind": "search",
+        "index": os.path.abspath(index_path),
+        "gallery_size": len(gallery),
+        "threshold": float(threshold),
+        "top_k": int(cosines.shape[1]),
+        "probes": len(results),
+        "identified": len(results) - unknown,
+        "unknown": unknown,
+        "results": results,
+    }
+
+
+def write_search_results(path: str, report: dict) -> str:
+    """``.json``: the whole report; ``.csv``: one row per probe (decision, then top-k pairs)."""
+    if path.endswith(".json"):
+        return write_json(path, report)
+    if not path.endswith(".csv"):
+        raise ConfigError(f"--out {path}: results go to a .json or .csv file")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            k = report["top_k"]
+            header = ["probe", "decision"]
+            for i in range(1, k + 1):
+                header += [f"identity_{i}", f"cosine_{i}"]
+            writer.writerow(header)
+            for r in report["results"]:
+                row = [r["probe"], r["decision"]]
+                for hit in r["top"]:
+                    row += [hit["identity"], f"{hit['cosine']:.6f}"]
+                writer.writerow(row)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
