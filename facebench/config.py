@@ -167,6 +167,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         _validate(nested, f"--set {item}")
         merged = _deep_merge(merged, nested)
     merged.pop("extends", None)
+    merged.setdefault("name", Path(path).stem)
     recipe = _build(Recipe, merged)
     _check_consistency(recipe, str(path))
     return recipe

@@ -1,0 +1,489 @@
+"""The training loop: backbone (DDP under torchrun) + class-sharded head, hooks around it.
+
+One optimizer step = ``train.batch_size`` images over all processes, in ``train.accumulation``
+micro-batches; every rank reads its share (see :mod:`facebench.train.sampling`), so the maths
+of a step does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
+from facebench.errors import ConfigError, ModelError
+from facebench.train import checkpoint as ckpt
+from facebench.train import dist
+from facebench.train.hooks import (
+    CheckpointHook,
+    Hook,
+    JsonlHook,
+    LogRecordsHook,
+    ProgressHook,
+    TensorBoardHook,
+    VerificationHook,
+)
+from facebench.train.optim import build_optimizer, build_scheduler
+from facebench.train.precision import LossScaler, autocast_dtype
+from facebench.train.sampling import GlobalBatchSampler
+
+log = logging.getLogger(__name__)
+
+#: Report fields of the periodic verification copied into the training log.
+EVAL_FIELDS = (
+    "accuracy_10fold_mean",
+    "accuracy_10fold_std",
+    "global_accuracy",
+    "global_threshold",
+    "eer",
+    "auc",
+)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run gives back."""
+
+    run_dir: Path
+    model_path: Path | None
+    steps: int
+    losses: list[float]  # per optimizer step run by this call (from ``start_step`` on)
+    start_step: int = 0
+    learned_threshold: float | None = None
+    metrics: dict = field(default_factory=dict)  # bin name -> last verification summary
+
+
+def train(
+    recipe: Recipe | str | Path,
+    run_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+    hooks: list[Hook] | tuple[Hook, ...] = (),
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``recipe`` (a :class:`Recipe` or a recipe file) into ``run_dir``.
+
+    Under torchrun this is one rank of a DDP run. ``hooks`` are added after the standard ones.
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        raise ConfigError("overrides apply to recipe files; edit the Recipe object instead")
+    ctx = dist.setup(device)
+    try:
+        trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
+        trainer.hooks.extend(hooks)
+        return trainer.fit(resume=resume)
+    finally:
+        dist.teardown(ctx)
+
+
+class Trainer:
+    """Builds data, backbone, head, optimizer, schedule and scaler from a recipe; runs steps."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: str | Path,
+        ctx: dist.DistContext,
+        *,
+        data_root: str | Path | None = None,
+        progress: bool = True,
+    ):
+        from facebench.data.images import InputConvention
+        from facebench.data.packs import PackDataset
+        from facebench.heads import build_head
+        from facebench.models import build_backbone
+
+        self.recipe, self.ctx, self.data_root = recipe, ctx, data_root
+        self.run_dir = Path(run_dir)
+        self.device = ctx.device
+        t = recipe.train
+        _seed_everything(t.seed)
+
+        pack_path = resolve_data_path(recipe.data.train, data_root, "data.train")
+        probe = PackDataset(str(pack_path))
+        self.convention = InputConvention(size=_image_size(probe))
+        self.dataset = PackDataset(str(pack_path), random_flip=False, convention=self.convention)
+        self.num_classes = self.dataset.pack.num_classes
+
+        self.backbone = build_backbone(
+            recipe.model.backbone, recipe.model.embedding_size, **recipe.model.options
+        ).to(self.device)
+        if t.sync_bn and ctx.world_size > 1:
+            self.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
+        group = {} if ctx.group is None else {"process_group": ctx.group}
+        self.head = build_head(
+            recipe.head.name,
+            recipe.model.embedding_size,
+            self.num_classes,
+            **recipe.head.params,
+            **group,
+        ).to(self.device)
+        self.model = self.backbone
+        if ctx.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
+
+        self.sampler = GlobalBatchSampler(
+            len(self.dataset), t.batch_size, t.accumulation, ctx.rank, ctx.world_size, t.seed
+        )
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=self.sampler,
+            num_workers=recipe.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=recipe.data.num_workers > 0,
+        )
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.schedule_steps = max(1, int(t.epochs * self.steps_per_epoch))
+        self.total_steps = min(self.schedule_steps, t.max_steps or self.schedule_steps)
+
+        self.optimizer = build_optimizer(recipe.optim, self.backbone, self.head)
+        self.scheduler = build_scheduler(
+            recipe.schedule,
+            self.optimizer,
+            recipe.optim.lr,
+            self.steps_per_epoch,
+            self.schedule_steps,
+        )
+        self.amp_dtype = autocast_dtype(t.amp, self.device)
+        self.scaler = LossScaler(enabled=self.amp_dtype == torch.float16)
+        self._sharded = _sharded_head_params(self.head)
+
+        self.step = 0
+        self.losses: list[float] = []
+        self.metrics: dict = {}
+        self._bins: dict | None = None
+        self.hooks: list[Hook] = [
+            ProgressHook(progress),
+            VerificationHook(recipe.eval.every),
+            LogRecordsHook(t.log_every),
+            JsonlHook(self.run_dir / "log.jsonl"),
+            CheckpointHook(t.checkpoint_every),
+        ]
+        if recipe.output.tensorboard:
+            self.hooks.append(TensorBoardHook(self.run_dir / "tb"))
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Run (or continue) training to the end; write model.pt; return a summary."""
+        self._prepare_run_dir(resume)
+        start = self.step
+        for hook in self.hooks:
+            hook.on_start(self)
+        accumulation = self.recipe.train.accumulation
+        while self.step < self.total_steps:
+            epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+            self.sampler.set_position(epoch, in_epoch)
+            micro: list = []
+            tick = time.perf_counter()
+            for batch in self.loader:
+                micro.append(batch)
+                if len(micro) < accumulation:
+                    continue
+                info = self.train_step(micro)
+                info["seconds"] = time.perf_counter() - tick
+                info["images_per_s"] = info["images"] / max(info["seconds"], 1e-9)
+                for hook in self.hooks:
+                    hook.after_step(self, info)
+                micro, tick = [], time.perf_counter()
+                if self.step >= self.total_steps:
+                    break
+        for hook in self.hooks:
+            hook.on_end(self)
+        model_path = self.save_model()
+        return TrainResult(
+            run_dir=self.run_dir,
+            model_path=model_path,
+            steps=self.step,
+            losses=self.losses,
+            start_step=start,
+            learned_threshold=self.learned_threshold(),
+            metrics=self.metrics,
+        )
+
+    def train_step(self, micro_batches: list) -> dict:
+        """One optimizer step over this rank's micro-batches; returns the step's log fields."""
+        from facebench.heads.distributed import compensate_ddp_averaging
+
+        t = self.recipe.train
+        self.model.train()
+        self.head.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        epoch, in_epoch = divmod(self.step, self.steps_per_epoch)
+        parts = len(micro_batches)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for index, (images, labels) in enumerate(micro_batches):
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            if self.recipe.data.random_flip:
+                flip = self.sampler.flips(epoch, in_epoch, index).to(self.device)
+                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            last = index == parts - 1
+            no_sync = getattr(self.model, "no_sync", None)
+            sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
+            with sync:
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.amp_dtype or torch.float32,
+                    enabled=self.amp_dtype is not None,
+                ):
+                    embeddings = self.model(images)
+                embeddings = compensate_ddp_averaging(embeddings, self.ctx.group)
+                loss = self.head(embeddings, labels)
+                (loss * (self.scaler.scale / parts)).backward()
+            loss_sum += loss.detach().double()
+        loss_value = float(loss_sum) / parts
+
+        params = [p for p in self.optimizer_params() if p.grad is not None]
+        self.scaler.unscale_(params)
+        grad_norm = self._global_grad_norm(loss_value)
+        skipped = not math.isfinite(grad_norm)
+        if skipped:
+            self._handle_nonfinite(loss_value)
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            if t.grad_clip is not None:
+                coef = min(1.0, t.grad_clip / (grad_norm + 1e-6))
+                if coef < 1.0:
+                    torch._foreach_mul_([p.grad for p in params], coef)
+            self.optimizer.step()
+        self.scaler.update(overflow=skipped)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.step += 1
+        self.losses.append(loss_value)
+        return {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            "loss": loss_value,
+            "lr": lr,
+            "images": t.batch_size,
+            "grad_norm": grad_norm if not skipped else None,
+            "skipped": skipped,
+        }
+
+    def optimizer_params(self) -> list[torch.nn.Parameter]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _global_grad_norm(self, loss_value: float) -> float:
+        """L2 norm of all gradients over all ranks (sharded head rows summed over ranks,
+        replicated parameters counted once); NaN when the loss or any gradient is not finite."""
+        sq = torch.zeros(2, dtype=torch.float64, device=self.device)
+        sharded = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for p in self.optimizer_params():
+            if p.grad is not None:
+                target = sharded if id(p) in self._sharded else sq
+                target[0] += p.grad.detach().double().pow(2).sum()
+        sharded[1] = 0.0 if math.isfinite(loss_value) else 1.0
+        self.ctx.all_reduce_sum(sharded)
+        if sharded[1] > 0:
+            return math.nan
+        return math.sqrt(float(sq[0] + sharded[0]))
+
+    def _handle_nonfinite(self, loss_value: float) -> None:
+        """fp16 overflow: the scaler skips and backs off. Otherwise the guard stops or skips."""
+        step = self.step + 1
+        if self.scaler.enabled and math.isfinite(loss_value):
+            log.info("step %d: gradient overflow at scale %g, skipped", step, self.scaler.scale)
+            return
+        what = f"loss {loss_value}" if not math.isfinite(loss_value) else "a non-finite gradient"
+        if self.recipe.train.nonfinite == "stop":
+            raise ModelError(
+                f"step {step}: {what} (training diverged); the last checkpoint is kept. Lower "
+                "optim.lr, set train.grad_clip, or set train.nonfinite=skip"
+            )
+        log.warning("step %d: %s, step skipped (train.nonfinite=skip)", step, what)
+
+    # ---- what hooks call -----------------------------------------------------------------------
+    def emit(self, record: dict) -> None:
+        """Hand a log record to every hook."""
+        for hook in self.hooks:
+            hook.on_record(self, record)
+
+    def learned_threshold(self) -> float | None:
+        """The head's bias in cosine units (mean over classes for per-class biases)."""
+        value = self.head.learned_threshold() if hasattr(self.head, "learned_threshold") else None
+        if value is None:
+            return None
+        return float(value.float().mean()) if torch.is_tensor(value) else float(value)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_N.pt`` (collective: every rank takes part, rank 0 writes)."""
+        payload = {
+            "step": self.step,
+            "world_size": self.ctx.world_size,
+            "recipe": self.recipe.to_dict(),
+            "backbone": {k: v.cpu() for k, v in self.backbone.state_dict().items()},
+            "head": ckpt.full_head_state(self.head),
+            "optimizer": ckpt.optimizer_state(self.optimizer, self.backbone, self.head),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(),
+        }
+        directory = self.run_dir / "checkpoints"
+        path = ckpt.checkpoint_path(directory, self.step)
+        if self.ctx.is_main:
+            ckpt.save_checkpoint(path, payload)
+            ckpt.prune_checkpoints(directory, self.recipe.train.keep_checkpoints)
+        self.ctx.barrier()
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote, at this run's world size."""
+        payload = ckpt.load_checkpoint(path)
+        try:
+            self.backbone.load_state_dict(payload["backbone"])
+            optim_state = payload["optimizer"]
+            ckpt.load_optimizer_state(self.optimizer, optim_state, self.backbone, self.head)
+            ckpt.load_full_head_state(self.head, payload["head"])
+        except (RuntimeError, KeyError) as exc:
+            raise ModelError(f"{path}: does not fit this recipe's model ({exc})") from exc
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        ckpt.set_rng_state(payload["rng"])
+        self.step = int(payload["step"])
+        log.info(
+            "resumed %s at step %d (saved by %d process(es))",
+            path,
+            self.step,
+            payload["world_size"],
+        )
+
+    def evaluate(self, write_reports: bool = False) -> dict:
+        """Verification on the recipe's bins (main process); emits one record per bin."""
+        if not self.recipe.eval.bins:
+            return {}
+        if self.ctx.is_main:
+            self.metrics = self._verify_bins(write_reports)
+        self.ctx.barrier()
+        return self.metrics
+
+    def _verify_bins(self, write_reports: bool) -> dict:
+        import json
+
+        from facebench.embed import TorchEmbedder, embed_images
+        from facebench.eval.verification import evaluate_verification
+
+        bins = self._load_bins()
+        embedder = TorchEmbedder(self.backbone, self.convention, str(self.device), self.amp_dtype)
+        summary = {}
+        for name, (images, issame, source) in bins.items():
+            emb = embed_images(embedder, images, self.recipe.eval.batch_size, progress=False)
+            report = evaluate_verification(emb, issame, source=source)
+            summary[name] = {k: report.get(k) for k in EVAL_FIELDS}
+            self.emit({"step": self.step, "bin": name, **summary[name]})
+            if write_reports:
+                out = self.run_dir / "reports"
+                out.mkdir(exist_ok=True)
+                report = {"bin": source, "step": self.step, **report}
+                (out / f"{name}.json").write_text(json.dumps(report, indent=1))
+        self.backbone.train()
+        return summary
+
+    def _load_bins(self) -> dict:
+        """name -> (decoded images, issame, path), read once per run."""
+        from facebench.data.bins import read_verification_bin
+
+        if self._bins is None:
+            self._bins = {}
+            for entry in self.recipe.eval.bins:
+                path = resolve_data_path(entry, self.data_root, "eval.bins")
+                vbin = read_verification_bin(str(path))
+                self._bins[Path(entry).stem] = (vbin.decode(), np.asarray(vbin.issame), str(path))
+        return self._bins
+
+    def save_model(self) -> Path | None:
+        """``RUN_DIR/model.pt``: backbone, input convention, learned threshold and (optionally)
+        the head's full state, loadable without the recipe (collective)."""
+        from facebench.models.artifact import save_model_artifact
+
+        head = None
+        if self.recipe.output.save_head:
+            spec = dict(getattr(self.head, "spec", {}))
+            head = {
+                "name": self.recipe.head.name,
+                "embedding_size": self.recipe.model.embedding_size,
+                "num_classes": self.num_classes,
+                "params": spec.get("params", dict(self.recipe.head.params)),
+                "state_dict": ckpt.full_head_state(self.head),
+            }
+        threshold = self.learned_threshold()
+        if not self.ctx.is_main:
+            return None
+        self.backbone.eval()
+        kwargs = {"embedding_size": self.recipe.model.embedding_size, **self.recipe.model.options}
+        metadata = {
+            "recipe": self.recipe.name,
+            "head": self.recipe.head.name,
+            "learned_threshold": threshold,
+            "steps": self.step,
+            "num_classes": self.num_classes,
+        }
+        path = self.run_dir / "model.pt"
+        save_model_artifact(
+            path,
+            self.backbone,
+            self.recipe.model.backbone,
+            kwargs,
+            self.convention,
+            metadata=metadata,
+            head=head,
+        )
+        return path
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        """Create the run directory, or find the checkpoint to resume from."""
+        checkpoints = self.run_dir / "checkpoints"
+        latest = ckpt.latest_checkpoint(checkpoints)
+        if resume:
+            if latest is None:
+                raise ConfigError(f"{self.run_dir}: --resume, but no checkpoint in {checkpoints}")
+            self.load_checkpoint(latest)
+        elif latest is not None or (self.run_dir / "model.pt").exists():
+            raise ConfigError(
+                f"{self.run_dir}: already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        if self.ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_recipe(self.recipe, self.run_dir / "recipe.yaml")
+        self.ctx.barrier()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _image_size(dataset) -> tuple[int, int]:
+    """(H, W) of the pack's images: its property file, else its first image."""
+    prop = dataset.pack.property
+    if prop is not None:
+        return int(prop[1]), int(prop[2])
+    rgb = dataset.pack.read_image(int(dataset.pack.image_keys[0]))
+    return int(rgb.shape[0]), int(rgb.shape[1])
+
+
+def _sharded_head_params(head: torch.nn.Module) -> set[int]:
+    """ids of head parameters that hold only this rank's rows (collective): those whose full
+    (all-class) shape differs from the local one."""
+    full = ckpt.full_head_state(head)
+    return {
+        id(p)
+        for name, p in head.named_parameters()
+        if name in full and tuple(full[name].shape) != tuple(p.shape)
+    }
