@@ -120,7 +120,8 @@ class ClassifierHead(nn.Module):
     def per_sample_loss(
         self, logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
     ) -> torch.Tensor:
-        """(N,) global per-sample losses from this rank's logits; (rows, cols) locate targets."""
+        """(N,) global per-sample losses from this rank's logits (which it may overwrite);
+        (rows, cols) locate the targets."""
         raise NotImplementedError
 
     # ---- forward ------------------------------------------------------------------------------
@@ -137,14 +138,15 @@ class ClassifierHead(nn.Module):
             values = self._class_values(x, weight.to(dtype))
             rows = torch.nonzero(target >= 0).squeeze(1)
             cols = target[rows]
-            logits = self.scale * values
             positive = self.scale * self.positive_value(values[rows, cols])
+            # In place from here: (N, C) is the big tensor, and no backward needs these values.
+            logits = values.mul_(self.scale)
             bias = self._bias(local_rows)
             if bias is not None:
                 bias = bias.to(dtype)
-                logits = logits - bias
+                logits.sub_(bias)
                 positive = positive - (bias if bias.dim() == 0 else bias[cols])
-            logits = logits.index_put((rows, cols), positive)
+            logits.index_put_((rows, cols), positive)
             return self.per_sample_loss(logits, rows, cols).mean()
 
     def _class_values(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -45,9 +45,10 @@ class BCEHead(ClassifierHead):
         self.neg_weight = _config_float("neg_weight", neg_weight)
 
     def per_sample_loss(self, logits, rows, cols):
-        negatives = F.softplus(logits).index_put((rows, cols), logits.new_zeros(rows.shape))
+        positives = F.softplus(-logits[rows, cols])
+        negatives = F.softplus(logits).index_put_((rows, cols), logits.new_zeros(rows.shape))
         share = self.neg_weight * negatives.sum(dim=1)
-        share = share.index_put((rows,), F.softplus(-logits[rows, cols]), accumulate=True)
+        share = share.index_put((rows,), positives, accumulate=True)
         return sum_of_shares(share, self.process_group)
 
 

@@ -19,10 +19,10 @@ class SoftmaxFamilyHead(ClassifierHead):
 
     def per_sample_loss(self, logits, rows, cols):
         shift = all_reduce_max(logits.detach().max(dim=1).values, self.process_group)
-        exp_sum = sum_of_shares(torch.exp(logits - shift[:, None]).sum(dim=1), self.process_group)
         target_share = logits.new_zeros(logits.shape[0]).index_put((rows,), logits[rows, cols])
         target = sum_of_shares(target_share, self.process_group)
-        return shift + torch.log(exp_sum) - target
+        exp_sum = torch.exp(logits.sub_(shift[:, None])).sum(dim=1)
+        return shift + torch.log(sum_of_shares(exp_sum, self.process_group)) - target
 
 
 class SoftmaxHead(SoftmaxFamilyHead):
