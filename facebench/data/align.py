@@ -97,3 +97,89 @@ def insightface_sample_faces(size: int = 112) -> np.ndarray:
         tom = align_face(tom, ARCFACE_TEMPLATE, size)
     group = read_image(os.path.join(images, "t1.jpg"))
     return np.stack([tom] + [align_face(group, points, size) for points in T1_LANDMARKS])
+
+
+def _points(values, where: str) -> np.ndarray:
+    """Ten numbers (or five pairs) -> float ``(5, 2)``; DataError naming ``where`` otherwise."""
+    try:
+        points = np.asarray(values, dtype=np.float64).reshape(5, 2)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: expected 5 (x, y) landmarks, got {values!r}") from exc
+    if not np.isfinite(points).all():
+        raise DataError(f"{where}: landmarks must be finite numbers")
+    return points
+
+
+def read_landmarks(path: str) -> list[tuple[str, np.ndarray]]:
+    """``(image, (5, 2) landmarks)`` per face, in file order, from one of three formats:
+
+    - IJB 5-point text (``.txt``): ``image x1 y1 ... x5 y5 [faceness]`` per line;
+    - CSV (``.csv``): ``image,x1,y1,...,x5,y5`` with or without a header line;
+    - JSON (``.json``): ``{"image": [[x, y] x 5], ...}`` or ``[{"image": .., "landmarks": ..}]``.
+    """
+    import csv
+    import json
+
+    path = str(path)
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with open(path, newline="") as f:
+            if ext == ".json":
+                data = json.load(f)
+                rows = (
+                    data.items()
+                    if isinstance(data, dict)
+                    else ((item["image"], item["landmarks"]) for item in data)
+                )
+                return [(str(k), _points(v, f"{path}: {k}")) for k, v in rows]
+            lines = list(csv.reader(f)) if ext == ".csv" else [ln.split() for ln in f]
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read landmarks ({exc.strerror})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a landmark JSON ({exc})") from exc
+    faces = []
+    for number, fields in enumerate(lines, 1):
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (11, 12):
+            raise DataError(
+                f"{path}: line {number}: expected image + 10 coordinates, got {len(fields)} fields"
+            )
+        if number == 1 and ext == ".csv" and not _is_number(fields[1]):
+            continue  # header line
+        faces.append((fields[0], _points(fields[1:11], f"{path}: line {number}")))
+    return faces
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def load_detector(path: str, input_size: int = 640, threshold: float = 0.5):
+    """An SCRFD / RetinaFace ONNX face detector through insightface's model zoo (CPU)."""
+    from insightface.model_zoo import get_model
+
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: detector model not found")
+    try:
+        detector = get_model(path, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime / protobuf errors of many types
+        raise DataError(f"{path}: insightface cannot load the detector ({exc})") from exc
+    if detector is None or getattr(detector, "taskname", None) != "detection":
+        kind = getattr(detector, "taskname", "an unknown model")
+        raise DataError(f"{path}: not a face detector (insightface sees {kind})")
+    detector.prepare(-1, input_size=(input_size, input_size), det_thresh=threshold)
+    return detector
+
+
+def detect_landmarks(detector, rgb: np.ndarray) -> np.ndarray | None:
+    """Landmarks (5, 2) of the largest face ``detector`` finds in ``rgb``; None if it finds none."""
+    boxes, points = detector.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if boxes is None or len(boxes) == 0 or points is None:
+        return None
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return np.asarray(points[int(np.argmax(areas))], dtype=np.float64)

@@ -124,16 +124,21 @@ class FileListSource(ImageSource):
         return out
 
 
-def folder_source(root: str) -> FileListSource:
-    """Every image under ``root`` (sorted); identity = first folder below ``root``, if any."""
+def list_images(root: str) -> list[str]:
+    """Paths of every image file under ``root``, sorted."""
     if not os.path.isdir(root):
         raise DataError(f"{root}: not a directory")
-    files = sorted(
+    return sorted(
         os.path.join(d, f)
         for d, _, names in os.walk(root)
         for f in names
         if f.lower().endswith(IMAGE_EXTENSIONS)
     )
+
+
+def folder_source(root: str) -> FileListSource:
+    """Every image under ``root`` (sorted); identity = first folder below ``root``, if any."""
+    files = list_images(root)
     parts = [os.path.relpath(f, root).split(os.sep) for f in files]
     nested = bool(parts) and all(len(p) > 1 for p in parts)
     source = FileListSource(root, files, [p[0] for p in parts] if nested else None)
