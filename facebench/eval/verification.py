@@ -298,31 +298,31 @@ def figure_data(cos: np.ndarray, issame: np.ndarray) -> dict:
     }
 
 
-def score_report(dist: np.ndarray, cos: np.ndarray, issame: np.ndarray, source: str) -> dict:
-    """Every verification metric from pair distances and cosines (see module docstring)."""
-    issame = check_labels(issame, source)
+def threshold_report(cos: np.ndarray, issame: np.ndarray) -> dict:
+    """The single-threshold metrics and figure data of pair cosines (labels already checked)."""
     tau, global_acc = best_global_threshold(cos, issame)
     tars = tar_at_far(cos, issame)
-    report = {
-        "kind": "verification",
+    return {
         "pairs": int(issame.size),
         "genuine_pairs": int(issame.sum()),
         "impostor_pairs": int((~issame).sum()),
-        **ten_fold_accuracy(dist, issame, source=source),
+        "global_threshold": tau,
+        "global_accuracy": global_acc,
+        "eer": equal_error_rate(cos, issame),
+        "auc": roc_auc(cos, issame),
+        "tar_at_far": {k: v["tar"] for k, v in tars.items()},
+        "tar_at_far_threshold": {k: v["threshold"] for k, v in tars.items()},
+        "tar_at_far_far": {k: v["far"] for k, v in tars.items()},
+        **figure_data(cos, issame),
     }
+
+
+def score_report(dist: np.ndarray, cos: np.ndarray, issame: np.ndarray, source: str) -> dict:
+    """Every verification metric from pair distances and cosines (see module docstring)."""
+    issame = check_labels(issame, source)
+    report = {"kind": "verification", **ten_fold_accuracy(dist, issame, source=source)}
     report.update(val_at_far(dist, issame, source=source) or {"val_at_far_1e-3": None})
-    report.update(
-        {
-            "global_threshold": tau,
-            "global_accuracy": global_acc,
-            "eer": equal_error_rate(cos, issame),
-            "auc": roc_auc(cos, issame),
-            "tar_at_far": {k: v["tar"] for k, v in tars.items()},
-            "tar_at_far_threshold": {k: v["threshold"] for k, v in tars.items()},
-            "tar_at_far_far": {k: v["far"] for k, v in tars.items()},
-            **figure_data(cos, issame),
-        }
-    )
+    report.update(threshold_report(cos, issame))
     return report
 
 

@@ -1,0 +1,51 @@
+"""`facebench ijb`: IJB-B / IJB-C 1:1 template verification and 1:N search."""
+
+from __future__ import annotations
+
+DESCRIPTION = """\
+Evaluate a model on IJB-B or IJB-C from InsightFace's release layout (ROOT/meta/*.txt, *.csv and
+ROOT/loose_crop/): crops are aligned with the provided 5-point landmarks, image features are
+emb(img) + emb(flip) times faceness, templates average within media and sum across media.
+Writes OUT/<dataset>.json with TAR@FAR (FPR nearest each target, as published), the exact global
+threshold, EER, AUC and, when the 1:N lists are present, CMC and rank-1 TPIR@FPIR per gallery."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    from facebench.cli.verify import add_model_arguments
+
+    p = subparsers.add_parser(
+        "ijb",
+        help="IJB-B/IJB-C 1:1 TAR@FAR and 1:N TPIR@FPIR",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_model_arguments(p)
+    p.add_argument("--root", required=True, help="IJB folder holding meta/ and loose_crop/")
+    p.add_argument("--dataset", default="ijbc", choices=("ijbc", "ijbb"), help="file prefix")
+    p.add_argument("--out", required=True, help="output directory for <dataset>.json")
+    p.add_argument("--no-1n", action="store_true", help="skip 1:N even when its lists exist")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import os
+
+    from facebench.cli.verify import embedder_from_args
+    from facebench.eval.ijb import evaluate_ijb
+    from facebench.report.jsonio import write_json
+
+    embedder = embedder_from_args(args)
+    r = evaluate_ijb(
+        args.root, embedder, args.dataset, args.batch_size, one_to_n=False if args.no_1n else None
+    )
+    r["model"] = args.model
+    path = write_json(os.path.join(args.out, f"{args.dataset}.json"), r)
+    tars = "  ".join(f"TAR@{k} {100 * v:.2f}" for k, v in r["tar_at_far"].items())
+    print(f"{args.dataset} 1:1: {tars}  AUC {r['auc']:.4f}")
+    for name, g in r.get("one_to_n", {}).items():
+        tpir = "  ".join(f"TPIR@{k} {100 * v:.2f}" for k, v in g.get("dir_at_fpir", {}).items())
+        print(f"{args.dataset} 1:N {name}: rank-1 {100 * g['cmc']['1']:.2f}  {tpir}")
+    print(f"report: {path}")
+    return 0
