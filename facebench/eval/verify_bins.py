@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
-
-from facebench.errors import DataError, EvalError
+from facebench.embed.io import load_embeddings
+from facebench.errors import EvalError
 from facebench.eval.verification import (
     VAL_FAR,
     check_pairs,
@@ -36,17 +35,6 @@ class _BinImages:
 def bin_name(path: str) -> str:
     """``.../lfw.bin`` -> ``lfw``."""
     return os.path.splitext(os.path.basename(str(path)))[0]
-
-
-def load_embeddings(path: str) -> np.ndarray:
-    """A float ``(N, d)`` .npy file (no pickles)."""
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read embeddings ({exc})") from exc
-    if emb.ndim != 2 or emb.dtype.kind != "f":
-        raise DataError(f"{path}: expected float (N, d) embeddings, got {emb.dtype} {emb.shape}")
-    return emb
 
 
 def verify_bins(
@@ -85,7 +73,7 @@ def verify_bins(
             model = getattr(embedder, "path", None) or embedder.name
             source = str(path)
         else:
-            emb = load_embeddings(embedding_paths[i])
+            emb, _ = load_embeddings(embedding_paths[i])
             model = embedding_paths[i]
             source = f"{embedding_paths[i]} for {path}"
         unit = check_pairs(emb, vbin.issame, source)

@@ -1,5 +1,7 @@
 """Identification metrics against brute-force numpy references (full cosine matrix, loops)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,31 @@ def test_bad_inputs():
         identification_metrics(g, gid, bad, pid)
     with pytest.raises(EvalError, match="no probe identity"):
         identification_metrics(g, gid, p, pid + 1000)
+
+
+def test_identify_cli_matches_library(tmp_path, capsys):
+    from facebench.cli import main
+    from facebench.embed.io import save_embeddings
+
+    g, gid, p, pid = population(4)
+    save_embeddings(str(tmp_path / "g.npy"), g, {"identities": gid.tolist()})
+    save_embeddings(str(tmp_path / "p.npy"), p, {"identities": pid.tolist()})
+    d = np.random.default_rng(1).normal(size=(50, 16))
+    np.save(tmp_path / "d.npy", d.astype(np.float32))
+    argv = ["identify", "--gallery", str(tmp_path / "g.npy"), "--probes", str(tmp_path / "p.npy")]
+    assert main([*argv, "--distractors", str(tmp_path / "d.npy"), "--out", str(tmp_path)]) == 0
+    assert "rank-1" in capsys.readouterr().out
+    got = json.loads((tmp_path / "identification.json").read_text())
+    want = identification_metrics(g, gid, p, pid, distractors=d)
+    assert got["cmc"] == pytest.approx(want["cmc"])
+    assert got["dir_at_fpir"] == pytest.approx(want["dir_at_fpir"], abs=1e-6)
+    np.save(tmp_path / "bare.npy", g.astype(np.float32))
+    argv = [
+        "identify",
+        "--gallery",
+        str(tmp_path / "bare.npy"),
+        "--probes",
+        str(tmp_path / "p.npy"),
+    ]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "no identities" in capsys.readouterr().err
