@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every probe at INFO
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 2

@@ -1,0 +1,223 @@
+"""The main job on its embedded default: synthetic faces -> four heads -> evaluation -> report.
+
+`run_quickstart` generates the synthetic pack and open-set bins when they are missing, trains
+`bce_u` (with margin), ArcFace, CosFace and SoftMax from `recipes/synth/`, evaluates each with
+the 10-fold protocol, the single global threshold, TAR@FAR, the uniform metrics and open-set
+identification in a faiss gallery, and renders a report. Everything is written under a
+temporary folder beside ``out`` and renamed at the end, so a failure leaves no half-written
+report and never touches an earlier run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facebench.data.synthetic import SynthConfig
+from facebench.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: The heads the quickstart compares, in report order (recipes/synth/<name>.yaml).
+HEADS = ("bce_u", "arcface", "cosface", "softmax")
+
+#: Images per held-out identity rendered for the open-set identification gallery and probes.
+IDENTIFICATION_IMAGES = 4
+_IDENTIFICATION_STREAM = 3000  # image numbers no bin uses (bins use 1000+ and 2000+)
+
+
+@dataclass(frozen=True)
+class QuickstartSize:
+    """How big the quickstart is: the synthetic data and how long each head trains."""
+
+    synth: SynthConfig
+    epochs: float
+    batch_size: int
+
+
+SIZES = {
+    "default": QuickstartSize(
+        SynthConfig(identities=200, images_per_identity=20, val_identities=100), 8, 128
+    ),
+    "quick": QuickstartSize(
+        SynthConfig(
+            identities=16,
+            images_per_identity=6,
+            test_images_per_identity=2,
+            val_identities=20,
+            val_images_per_identity=4,
+            pairs=200,
+        ),
+        1,
+        32,
+    ),
+}
+
+
+def default_recipes_dir() -> Path:
+    """`recipes/` of the source checkout this package is installed from."""
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig) -> Path:
+    """The synthetic dataset for ``cfg`` under ``data_dir``: reused if present, else written."""
+    from facebench.data.synthetic import write_synthetic_dataset
+
+    summary = data_dir / "synth.json"
+    if summary.exists():
+        try:
+            stored = json.loads(summary.read_text())["config"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"{summary}: unreadable synthetic data summary ({exc})") from exc
+        if stored == asdict(cfg):
+            log.info("using the synthetic data in %s", data_dir)
+            return data_dir
+        raise DataError(
+            f"{data_dir}: holds synthetic data made with other settings; "
+            "pass another --data directory or remove it"
+        )
+    tmp = data_dir.with_name(f".{data_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_synthetic_dataset(str(tmp), cfg, workers=min(2, os.cpu_count() or 1))
+        os.makedirs(data_dir.parent, exist_ok=True)
+        os.replace(tmp, data_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return data_dir
+
+
+def identification_split(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Open-set gallery and probes from the held-out identities (never seen in training).
+
+    The first half of the identities is enrolled with one image each; their other images are
+    mated probes, every image of the second half is a non-mated probe.
+    Returns ``(gallery_images, gallery_ids, probe_images, probe_ids)`` as uint8 RGB arrays.
+    """
+    from facebench.data.images import decode_image
+    from facebench.data.synthetic import encode_identity_images
+
+    images = range(_IDENTIFICATION_STREAM, _IDENTIFICATION_STREAM + IDENTIFICATION_IMAGES)
+    enrolled = cfg.val_identities // 2
+    gallery, gallery_ids, probes, probe_ids = [], [], [], []
+    for j in range(cfg.val_identities):
+        identity = cfg.identities + j
+        jpegs = encode_identity_images(cfg.seed, cfg.image_size, identity, images, cfg.difficulty)
+        rgb = [decode_image(b, source=f"synthetic identity {identity}") for b in jpegs]
+        if j < enrolled:
+            gallery.append(rgb[0])
+            gallery_ids.append(identity)
+            rgb = rgb[1:]
+        probes.extend(rgb)
+        probe_ids.extend([identity] * len(rgb))
+    return np.stack(gallery), np.array(gallery_ids), np.stack(probes), np.array(probe_ids)
+
+
+def evaluate_run(run_dir: Path, data_dir: Path, cfg: SynthConfig, device: str) -> dict:
+    """Verification, uniform and identification reports of a trained run, under run/reports."""
+    from facebench.embed import embed_images, load_embedder
+    from facebench.eval.identification import identification_metrics
+    from facebench.eval.uniform_model import evaluate_uniform_model
+    from facebench.eval.verify_bins import verify_bins
+    from facebench.report.jsonio import write_json
+
+    model = run_dir / "model.pt"
+    reports = run_dir / "reports"
+    embedder = load_embedder(str(model), device=device)
+    bins = sorted(str(p) for p in data_dir.glob("*.bin"))
+    verification = verify_bins(bins, str(reports), embedder=embedder, model_name=run_dir.name)
+    uniform = evaluate_uniform_model(str(model), str(data_dir / "test.rec"), device, 64)
+    write_json(str(reports / "uniform.json"), uniform)
+    gallery, gallery_ids, probes, probe_ids = identification_split(cfg)
+    identification = identification_metrics(
+        embed_images(embedder, gallery, progress=False),
+        gallery_ids,
+        embed_images(embedder, probes, progress=False),
+        probe_ids,
+    )
+    write_json(str(reports / "identification.json"), identification)
+    return {"verification": verification, "uniform": uniform, "identification": identification}
+
+
+def _check_output(out: Path) -> None:
+    """Refuse an existing or unwritable output folder before any work is done."""
+    if out.exists():
+        raise ConfigError(
+            f"{out}: already exists; nothing was changed. Choose another --out or remove it"
+        )
+    parent = out.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{parent}: the folder for --out does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{parent}: not writable, cannot create {out.name}")
+
+
+def run_quickstart(
+    out: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    size: str = "default",
+    device: str = "cpu",
+    recipes_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Run the whole quickstart into ``out`` (must not exist); return the path of report.md."""
+    from facebench.report import render_report
+    from facebench.train import train
+
+    if size not in SIZES:
+        raise ConfigError(f"quickstart: unknown size {size!r}; choose from {sorted(SIZES)}")
+    chosen = SIZES[size]
+    out = Path(out).absolute()
+    recipes = Path(recipes_dir) if recipes_dir else default_recipes_dir()
+    _check_output(out)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    started = time.perf_counter()
+    try:
+        data = ensure_synthetic_data(Path(data_dir).absolute() / f"synth-{size}", chosen.synth)
+        runs = []
+        for head in HEADS:
+            recipe = recipes / "synth" / f"{head}.yaml"
+            if not recipe.exists():
+                raise ConfigError(f"{recipe}: quickstart recipe missing (see --recipes)")
+            log.info("training %s", head)
+            result = train(
+                recipe,
+                tmp / "runs" / head,
+                data_root=data.parent,
+                device=device,
+                overrides=[
+                    f"data.train={data.name}",
+                    f"train.epochs={chosen.epochs}",
+                    f"train.batch_size={chosen.batch_size}",
+                    "eval.bins=[]",
+                ],
+            )
+            evaluate_run(result.run_dir, data, chosen.synth, device)
+            runs.append(result.run_dir)
+        report = render_report([str(r) for r in runs], str(tmp))
+        summary = {
+            "size": size,
+            "device": device,
+            "seconds": round(time.perf_counter() - started, 1),
+            "data": str(data),
+            "synth": asdict(chosen.synth),
+            "heads": list(HEADS),
+        }
+        (tmp / "quickstart.json").write_text(json.dumps(summary, indent=1) + "\n")
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise DataError(f"{out}: disk full while writing the quickstart; nothing kept") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / Path(report).name
