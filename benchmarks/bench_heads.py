@@ -1,0 +1,182 @@
+"""Step time (forward + backward) and peak memory of every head; BCE heads as a ratio to CosFace.
+
+512-d embeddings, batch 256, K = 100K and 1M classes at sample ratio r = 1 and 0.1. Each
+configuration runs in its own forked process so that its peak memory is its own. Step time is
+the fastest of the timed steps (the least disturbed by other load on a shared machine). On CPU the
+figure is the process's peak resident set (``ru_maxrss``) minus the resident set once the head
+and the batch exist, i.e. what one training step adds (logits, gradients, temporaries); on CUDA
+it is ``torch.cuda.max_memory_allocated`` over the step. The parent only forks and collects,
+so no OpenMP pool exists before a fork.
+
+    python benchmarks/bench_heads.py --quick             # K = 10K and 100K, batch 64
+    python benchmarks/bench_heads.py                     # full size: needs ~12 GB free for 1M
+    python benchmarks/bench_heads.py --classes 100000    # one class count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import statistics
+import time
+
+import torch
+
+from facebench.heads import HEADS, build_head
+
+BCE_HEADS = ("bce_u", "bce_d", "bce_zero")
+REFERENCE_HEAD = "cosface"
+
+
+def resident_bytes() -> int:
+    """Current resident set size of this process (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure_head(name, num_classes, ratio, dim, batch, steps, device, threads) -> dict:
+    """Fastest step seconds and peak extra memory of ``steps`` forward+backward passes."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    params = {"sample_ratio": ratio}
+    head = build_head(name, dim, num_classes, **params).to(device).train()
+    embeddings = torch.randn(batch, dim, device=device, requires_grad=True)
+    labels = torch.randint(0, num_classes, (batch,), device=device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resident_bytes()
+    times = []
+    for _ in range(steps + 1):  # the first step is a warm-up
+        head.zero_grad(set_to_none=True)
+        embeddings.grad = None
+        start = time.perf_counter()
+        head(embeddings, labels).backward()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return {"seconds": min(times[1:]), "peak_bytes": peak}
+
+
+def _child(connection, *args):
+    try:
+        connection.send(measure_head(*args))
+    except Exception as error:  # reported by the parent, which keeps going
+        connection.send({"error": f"{type(error).__name__}: {error}"})
+    connection.close()
+
+
+def measure_in_child(*args) -> dict:
+    """Run :func:`measure_head` in a forked process (its own peak memory)."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, *args))
+    process.start()
+    sender.close()
+    try:
+        result = receiver.recv()
+    except EOFError:
+        result = {"error": "worker died (out of memory?)"}
+    process.join()
+    return result
+
+
+def run(args) -> list[dict]:
+    """Every (K, r, head) configuration, with time and memory ratios to CosFace per (K, r)."""
+    rows = []
+    for num_classes in args.classes:
+        for ratio in args.ratios:
+            group = []
+            for name in args.heads:
+                result = measure_in_child(
+                    name, num_classes, ratio, args.dim, args.batch, args.steps, args.device,
+                    args.threads,
+                )  # fmt: skip
+                group.append({"head": name, "classes": num_classes, "ratio": ratio, **result})
+            reference = next((r for r in group if r["head"] == REFERENCE_HEAD), None)
+            for row in group:
+                if reference and "error" not in row and "error" not in reference:
+                    row["time_vs_cosface"] = row["seconds"] / reference["seconds"]
+                    row["memory_vs_cosface"] = row["peak_bytes"] / max(reference["peak_bytes"], 1)
+            rows.extend(group)
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| K | r | head | step ms | peak extra MiB | time / CosFace | memory / CosFace |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        if "error" in row:
+            lines.append(f"| {row['classes']} | {row['ratio']} | {row['head']} | "
+                         f"{row['error']} | | | |")  # fmt: skip
+            continue
+        lines.append(
+            f"| {row['classes']} | {row['ratio']} | {row['head']} | {row['seconds'] * 1e3:.0f} | "
+            f"{row['peak_bytes'] / 2**20:.0f} | {row.get('time_vs_cosface', float('nan')):.2f} | "
+            f"{row.get('memory_vs_cosface', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def bce_summary(rows: list[dict]) -> str:
+    """Worst BCE-to-CosFace time ratio against the 1.2 target."""
+    ratios = [
+        r["time_vs_cosface"] for r in rows if r["head"] in BCE_HEADS and "time_vs_cosface" in r
+    ]
+    if not ratios:
+        return "no BCE/CosFace ratio measured"
+    verdict = "meets" if max(ratios) <= 1.2 else "misses"
+    return (
+        f"BCE step time / CosFace: max {max(ratios):.2f}, mean {statistics.mean(ratios):.2f} "
+        f"({verdict} the <= 1.2 target)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="K = 10K and 100K, batch 64")
+    parser.add_argument("--classes", type=int, nargs="+", help="class counts (default 100K 1M)")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[1.0, 0.1], help="sample ratios")
+    parser.add_argument("--heads", nargs="+", default=list(HEADS), help="head names")
+    parser.add_argument("--dim", type=int, default=512, help="embedding width")
+    parser.add_argument("--batch", type=int, help="batch size (default 256, 64 with --quick)")
+    parser.add_argument("--steps", type=int, help="timed steps after one warm-up (default 4)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    if args.classes is None:
+        args.classes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
+    if args.batch is None:
+        args.batch = 64 if args.quick else 256
+    if args.steps is None:
+        args.steps = 4
+    if REFERENCE_HEAD not in args.heads:
+        args.heads = [REFERENCE_HEAD, *args.heads]
+
+    rows = run(args)
+    threads = args.threads or torch.get_num_threads()
+    print(f"dim {args.dim}, batch {args.batch}, fastest of {args.steps} timed steps, "
+          f"device {args.device}, torch threads {threads}")  # fmt: skip
+    print(markdown_table(rows))
+    print(bce_summary(rows))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(rows, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
