@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from facebench.models.registry import build_backbone
+from facebench.models.registry import build_backbone, list_backbones
 
 _ELEMENTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.PReLU, nn.ReLU)
 
@@ -80,3 +80,19 @@ def backbone_macs(
     with torch.device("meta"):
         model = build_backbone(name, embedding_size, **kwargs)
     return count_macs(model, (input_size, input_size))
+
+
+def macs_table(names: list[str] | None = None, input_size: int = 112) -> str:
+    """A Markdown table of parameters, GMACs and GFLOPs of registered backbones (defaults)."""
+    lines = [
+        f"| backbone | params (M) | GMACs at {input_size}x{input_size} | GFLOPs (2 x MACs) "
+        "| BN + PReLU (M elements) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in names or list_backbones():
+        count = backbone_macs(name, input_size)
+        lines.append(
+            f"| {name} | {count.params / 1e6:.2f} | {count.macs / 1e9:.3f} "
+            f"| {count.flops / 1e9:.3f} | {count.elementwise / 1e6:.1f} |"
+        )
+    return "\n".join(lines)

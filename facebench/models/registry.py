@@ -25,8 +25,8 @@ def register_backbone(name: str) -> Callable:
 
 
 def list_backbones() -> list[str]:
-    """Names of the registered backbones, sorted."""
-    return sorted(_BACKBONES)
+    """Names of the registered backbones, sorted (iresnet18 before iresnet100)."""
+    return sorted(_BACKBONES, key=lambda name: (name.rstrip("0123456789"), len(name), name))
 
 
 def backbone_options(name: str) -> dict[str, object]:

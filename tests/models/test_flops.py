@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from facebench.models import build_backbone
-from facebench.models.flops import backbone_macs, count_macs
+from facebench.models.flops import backbone_macs, count_macs, macs_table
 
 
 def _reference_conv_macs(conv: nn.Conv2d, height: int, width: int) -> int:
@@ -94,3 +94,13 @@ def test_published_macs(name, kwargs, gmacs):
 )
 def test_published_parameter_counts(name, kwargs, mparams):
     assert backbone_macs(name, **kwargs).params / 1e6 == pytest.approx(mparams, rel=0.015)
+
+
+def test_table_rows_hold_the_counts():
+    table = macs_table(["tiny_face", "small_resnet"], input_size=28).splitlines()
+    assert table[0].startswith("| backbone | params (M) | GMACs at 28x28")
+    count = backbone_macs("small_resnet", input_size=28)
+    assert table[3] == (
+        f"| small_resnet | {count.params / 1e6:.2f} | {count.macs / 1e9:.3f} "
+        f"| {2 * count.macs / 1e9:.3f} | {count.elementwise / 1e6:.1f} |"
+    )

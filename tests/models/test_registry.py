@@ -97,3 +97,9 @@ def test_iresnet_layer_names_match_insightface():
     ):
         assert key in state
     assert state["fc.weight"].shape == (512, 512 * 7 * 7)
+
+
+def test_names_sort_by_depth():
+    names = list_backbones()
+    depths = [n for n in names if n.startswith("iresnet")]
+    assert depths == ["iresnet18", "iresnet34", "iresnet50", "iresnet100", "iresnet200"]
