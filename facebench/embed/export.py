@@ -128,7 +128,7 @@ def export_onnx(
         if not max_diff <= tolerance:
             raise ModelError(
                 f"{out_path}: onnxruntime differs from PyTorch by {max_diff:.3g} "
-                f"(> {tolerance:g}); nothing written"
+                f"(> {tolerance:g}; outputs up to {np.abs(expected).max():.3g}); nothing written"
             )
         if insightface_check:
             _insightface_check(tmp, convention.size)

@@ -1,0 +1,179 @@
+"""Embedding throughput (images/s) beside the FLOPs-bound limit, and faiss gallery build/search.
+
+Per backbone (iresnet50, mobilefacenet): forward passes of uint8 face batches through the
+facebench embedders in PyTorch float32, PyTorch bf16 autocast and onnxruntime (float32, the
+exported file). The FLOPs-bound limit is the matmul peak measured in the same run divided by
+the forward FLOPs of one image (2 x MACs from facebench.models.flops); a flip-summed embedding
+costs two forward passes. Then faiss: build (add) and search time of an exact (Flat) gallery of
+1M x 512 and of an IVF gallery, with the recall of IVF's top-1 against the exact top-1.
+
+    python benchmarks/bench_embed.py            # full size (1M x 512 gallery; several minutes)
+    python benchmarks/bench_embed.py --quick    # smoke run (100K gallery, small batches)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+from matmul_peak import measure_peaks
+
+from facebench.data.align import insightface_sample_faces
+from facebench.embed import OnnxEmbedder, TorchEmbedder
+from facebench.embed.export import export_onnx
+from facebench.models import build_backbone
+from facebench.models.flops import backbone_macs
+from facebench.search import Gallery
+
+MODELS = ("iresnet50", "mobilefacenet")
+
+
+def images_per_second(embedder, batch: np.ndarray, repeats: int) -> float:
+    """Best-of-``repeats`` images/s of ``embedder.embed(batch)`` after one warm-up call."""
+    embedder.embed(batch)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        embedder.embed(batch)
+        best = min(best, time.perf_counter() - start)
+    return len(batch) / best
+
+
+def face_batch(size: int) -> np.ndarray:
+    """``size`` real aligned faces (insightface's sample photos, shifted copies)."""
+    faces = insightface_sample_faces()
+    reps = [np.roll(faces, shift, axis=2) for shift in range(-(-size // len(faces)))]
+    return np.concatenate(reps)[:size]
+
+
+def calibrate_batchnorm(module: torch.nn.Module, batch: np.ndarray) -> None:
+    """Set BN running statistics from real faces, so a randomly initialised deep net gives
+    embeddings of a trained net's scale (iResNet50 at init overflows float32 otherwise)."""
+    from facebench.data.images import DEFAULT_CONVENTION
+
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration passes
+    module.train()
+    with torch.no_grad():
+        module(torch.from_numpy(DEFAULT_CONVENTION.apply(batch)))
+    module.eval()
+
+
+def bench_models(batch_size: int, repeats: int, peaks: dict, device: str) -> list[dict]:
+    rows = []
+    batch = face_batch(batch_size)
+    for name in MODELS:
+        torch.manual_seed(0)
+        module = build_backbone(name, 512)
+        calibrate_batchnorm(module, batch)
+        flops = backbone_macs(name).flops
+        runs = {
+            "torch float32": (TorchEmbedder(module, device=device), "float32"),
+            "torch bf16": (
+                TorchEmbedder(module, device=device, amp_dtype=torch.bfloat16),
+                "bfloat16",
+            ),
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"{name}.onnx")
+            check = export_onnx(module, path, batch[:4], name=name, tolerance=1e-2)
+            runs["onnxruntime float32"] = (OnnxEmbedder(path), "float32")
+            for label, (embedder, precision) in runs.items():
+                ips = images_per_second(embedder, batch, repeats)
+                limit = peaks[precision] / flops
+                rows.append(
+                    {
+                        "model": name,
+                        "runtime": label,
+                        "images_per_s": ips,
+                        "flops_per_image": flops,
+                        "limit_images_per_s": limit,
+                        "fraction_of_limit": ips / limit,
+                        "export_max_abs_diff": check["max_abs_diff"],
+                    }
+                )
+                print(
+                    f"{name:14s} {label:20s} {ips:9.1f} {limit:9.1f} {ips / limit:8.1%}", flush=True
+                )
+    return rows
+
+
+def bench_faiss(n: int, dim: int, n_probes: int, nlist: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    gallery = rng.standard_normal((n, dim), dtype=np.float32)
+    probes = gallery[rng.choice(n, n_probes, replace=False)] + 0.3 * rng.standard_normal(
+        (n_probes, dim), dtype=np.float32
+    )
+    ids = np.arange(n)
+    rows, exact_top1 = [], None
+    for factory, params in (("Flat", None), (f"IVF{nlist},Flat", "nprobe=16")):
+        g = Gallery(dim, factory)
+        start = time.perf_counter()
+        if not g.index.is_trained:
+            g.train(gallery[rng.choice(n, min(n, 40 * nlist), replace=False)])
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        g.add(gallery, ids)
+        add_s = time.perf_counter() - start
+        if params:
+            g.set_search_params(params)
+        start = time.perf_counter()
+        _, found = g.search(probes, 10)
+        search_s = time.perf_counter() - start
+        if exact_top1 is None:
+            exact_top1 = found[:, 0]
+        recall = float((found[:, 0] == exact_top1).mean())
+        row = {
+            "factory": factory,
+            "params": params,
+            "n": n,
+            "dim": dim,
+            "train_s": train_s,
+            "add_s": add_s,
+            "probes": n_probes,
+            "search_s": search_s,
+            "probes_per_s": n_probes / search_s,
+            "top1_agreement_with_flat": recall,
+        }
+        rows.append(row)
+        print(
+            f"{factory:14s} {params or '':10s} train {train_s:6.2f}s  add {add_s:6.2f}s  "
+            f"search {n_probes} probes (k=10) {search_s:6.2f}s = {n_probes / search_s:8.1f}/s  "
+            f"top-1 = exact {recall:.1%}",
+            flush=True,
+        )
+        del g
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--device", default="cpu", help="torch device for the PyTorch runs")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+    batch, repeats = (8, 2) if args.quick else (32, 3)
+    n, probes, nlist = (100_000, 200, 256) if args.quick else (1_000_000, 1000, 1024)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    peaks = measure_peaks(1024 if args.quick else 2048, 2 if args.quick else 5, args.device)
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    print(f"batch {batch}, forward passes (a flip-summed face costs two)")
+    print(f"{'model':14s} {'runtime':20s} {'images/s':>9s} {'limit':>9s} {'of limit':>8s}")
+    model_rows = bench_models(batch, repeats, peaks, args.device)
+    print(f"faiss gallery {n} x 512, inner product on unit rows")
+    faiss_rows = bench_faiss(n, 512, probes, nlist)
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"peaks": peaks, "models": model_rows, "faiss": faiss_rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
