@@ -1,0 +1,34 @@
+"""`facebench report`: Markdown and PNG figures from the JSON reports of one or more runs."""
+
+from __future__ import annotations
+
+DESCRIPTION = """\
+Render OUT/report.md and OUT/figures/*.png from JSON reports only: ROC curves (log FAR),
+genuine/impostor cosine histograms with the global (and learned) threshold, accuracy against a
+single threshold, threshold transfer between data sets, uniform metrics, IJB and identification
+tables, and a side-by-side comparison when several runs are given. Each RUN_DIR is a run
+directory (its reports/ folder is read), a folder of JSON reports, or one JSON file."""
+
+
+def register(subparsers) -> None:
+    import argparse
+
+    p = subparsers.add_parser(
+        "report",
+        help="Markdown + PNG report from JSON reports (several runs side by side)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directory or report folder")
+    p.add_argument("--out", required=True, help="output directory for report.md and figures/")
+    p.add_argument(
+        "--name", action="append", help="label of each run, in order (default: directory names)"
+    )
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from facebench.report import render_report
+
+    print(f"report: {render_report(args.runs, args.out, args.name)}")
+    return 0

@@ -1,0 +1,92 @@
+"""PNG figures from report JSON (matplotlib's Agg canvas; no pyplot global state)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+
+def _figure(width: float = 6.0, height: float = 4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def save_figure(fig, path: str) -> str:
+    """Write ``fig`` as PNG to ``path`` (temporary name, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def roc_figure(curves: dict[str, dict], title: str, path: str) -> str:
+    """TAR against FAR (log axis), one line per model; ``curves`` maps model -> report ``roc``."""
+    fig, ax = _figure()
+    for model, roc in curves.items():
+        far, tar = np.asarray(roc["far"]), np.asarray(roc["tar"])
+        keep = far > 0
+        ax.plot(far[keep], tar[keep], label=model, drawstyle="steps-post")
+    ax.set_xscale("log")
+    ax.set_xlabel("FAR (false accept rate)")
+    ax.set_ylabel("TAR (true accept rate)")
+    ax.set_title(f"ROC: {title}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return save_figure(fig, path)
+
+
+def histogram_figure(
+    histogram: dict,
+    thresholds: dict[str, float | None],
+    title: str,
+    path: str,
+    labels: tuple[str, str, str, str] = ("genuine", "impostor", "genuine", "impostor"),
+) -> str:
+    """Two score histograms (keys ``labels[:2]`` of ``histogram``) with vertical threshold lines.
+
+    ``labels[2:]`` are the legend names; each density is normalized to unit area."""
+    fig, ax = _figure()
+    edges = np.asarray(histogram["edges"])
+    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    for key, name, colour in zip(labels[:2], labels[2:], ("tab:green", "tab:red"), strict=True):
+        counts = np.asarray(histogram[key], dtype=float)
+        density = counts / max(counts.sum(), 1) / widths
+        ax.bar(centres, density, width=widths, alpha=0.5, color=colour, label=f"{name}")
+    styles = iter(("-", "--", ":", "-."))
+    for name, value in thresholds.items():
+        if value is not None:
+            ax.axvline(value, color="black", linestyle=next(styles), label=f"{name} {value:.3f}")
+    ax.set_xlabel("cosine similarity" if labels[0] == "genuine" else "score")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)
+
+
+def accuracy_figure(curves: dict[str, dict], marks: dict[str, float], title: str, path: str):
+    """Accuracy against one global cosine threshold, a line per model, its optimum marked."""
+    fig, ax = _figure()
+    for model, curve in curves.items():
+        (line,) = ax.plot(curve["threshold"], curve["accuracy"], label=model)
+        if marks.get(model) is not None:
+            ax.axvline(marks[model], color=line.get_color(), linestyle="--", alpha=0.7)
+    ax.set_xlabel("cosine threshold (same iff cos > threshold)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Accuracy vs threshold: {title}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)

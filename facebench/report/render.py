@@ -1,0 +1,263 @@
+"""Markdown + PNG report of one or more runs, rendered only from their JSON reports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+
+from facebench.errors import DataError
+from facebench.report import figures
+from facebench.report.collect import RunReports, collect_reports
+
+log = logging.getLogger(__name__)
+
+DASH = "–"
+
+
+def _pct(value) -> str:
+    return DASH if value is None else f"{100 * value:.2f}"
+
+
+def _num(value, digits: int = 4) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table followed by a blank line."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def learned_threshold(run: RunReports, report: dict) -> float | None:
+    """The head's learned threshold in cosine, from the report or the run's uniform report."""
+    if report.get("learned_threshold") is not None:
+        return report["learned_threshold"]
+    uniform = run.uniform or {}
+    return uniform.get("learned_threshold") if uniform.get("score_units") == "cosine" else None
+
+
+def _datasets(runs: list[RunReports], kind: str) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        for name, report in run.verification.items():
+            if report.get("kind") == kind and name not in names:
+                names.append(name)
+    return names
+
+
+def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
+    """Side-by-side table, details table, ROC / accuracy / histogram figures per data set."""
+    datasets = _datasets(runs, "verification")
+    if not datasets:
+        return []
+    lines = ["## Verification", ""]
+    lines += [
+        "Each cell: standard 10-fold accuracy (mean ± std, per-fold thresholds) / accuracy at "
+        "the one oracle global threshold (in cosine, beside it). Percent.",
+        "",
+    ]
+    rows = []
+    for name in datasets:
+        row = [name]
+        for run in runs:
+            r = run.verification.get(name)
+            row.append(
+                DASH
+                if r is None
+                else f"{_pct(r['accuracy_10fold_mean'])} ± {_pct(r['accuracy_10fold_std'])} / "
+                f"{_pct(r['global_accuracy'])} (τ {r['global_threshold']:.3f})"
+            )
+        rows.append(row)
+    lines += _table(["data set", *[run.name for run in runs]], rows)
+    header = ["model", "data set", "pairs", "10-fold", "VAL@1e-3", "global", "τ (cos)"]
+    header += ["EER", "AUC", "TAR@1e-4", "TAR@1e-3", "TAR@1e-2"]
+    rows = []
+    for name in datasets:
+        for run in runs:
+            r = run.verification.get(name)
+            if r is None:
+                continue
+            tar = r.get("tar_at_far", {})
+            rows.append(
+                [run.name, name, str(r["pairs"]), _pct(r["accuracy_10fold_mean"])]
+                + [_pct(r.get("val_at_far_1e-3")), _pct(r["global_accuracy"])]
+                + [_num(r["global_threshold"]), _pct(r["eer"]), _num(r["auc"])]
+                + [_pct(tar.get(k)) for k in ("1e-04", "1e-03", "1e-02")]
+            )
+    lines += _table(header, rows)
+    for name in datasets:
+        lines += _dataset_figures(runs, name, out_dir)
+    return lines
+
+
+def _dataset_figures(runs: list[RunReports], name: str, out_dir: str) -> list[str]:
+    present = [(run, run.verification[name]) for run in runs if name in run.verification]
+    rocs = {run.name: r["roc"] for run, r in present if "roc" in r}
+    lines = [f"### {name}", ""]
+    if rocs:
+        path = figures.roc_figure(
+            rocs, name, os.path.join(out_dir, "figures", f"roc_{_slug(name)}.png")
+        )
+        lines.append(f"![ROC {name}](figures/{os.path.basename(path)})")
+    curves = {run.name: r["accuracy_curve"] for run, r in present if "accuracy_curve" in r}
+    if curves:
+        marks = {run.name: r["global_threshold"] for run, r in present}
+        path = os.path.join(out_dir, "figures", f"accuracy_{_slug(name)}.png")
+        figures.accuracy_figure(curves, marks, name, path)
+        lines.append(f"![accuracy vs threshold {name}](figures/{os.path.basename(path)})")
+    for run, r in present:
+        if "histogram" not in r:
+            continue
+        marks = {"global threshold": r["global_threshold"]}
+        marks["learned threshold"] = learned_threshold(run, r)
+        path = os.path.join(out_dir, "figures", f"hist_{_slug(run.name)}_{_slug(name)}.png")
+        figures.histogram_figure(r["histogram"], marks, f"{run.name} on {name}", path)
+        lines.append(f"![cosine histograms {run.name} {name}](figures/{os.path.basename(path)})")
+    return [*lines, ""]
+
+
+def transfer_section(runs: list[RunReports]) -> list[str]:
+    """Per model: thresholds chosen on one data set (rows) applied to the others (columns)."""
+    lines = []
+    for run in runs:
+        t = run.transfer
+        if not t or len(t.get("sources", {})) < 2:
+            continue
+        names = list(t["sources"])
+        key = f"{t['target_far']:.0e}"
+        lines += [f"### Threshold transfer: {run.name}", ""]
+        lines += ["Accuracy at the global threshold chosen on the row's data set:", ""]
+        rows = [
+            [f"{src} (τ {t['sources'][src]['global_threshold']:.3f})"]
+            + [_pct(t["sources"][src]["global"][dst]["accuracy"]) for dst in names]
+            for src in names
+        ]
+        lines += _table(["chosen on \\ applied to", *names], rows)
+        lines += [f"TAR / FAR at the row's FAR={key} threshold:", ""]
+        rows = []
+        for src in names:
+            entry = t["sources"][src]
+            cells = [
+                f"{_pct(entry['at_far'][dst]['tar'])} / {_pct(entry['at_far'][dst]['far'])}"
+                if dst in entry.get("at_far", {})
+                else DASH
+                for dst in names
+            ]
+            rows.append([f"{src} (τ {_num(entry['far_threshold'], 3)})", *cells])
+        lines += _table(["chosen on \\ applied to", *names], rows)
+    return (["## Threshold transfer", "", *lines]) if lines else []
+
+
+def uniform_section(runs: list[RunReports], out_dir: str) -> list[str]:
+    """Sample-wise, uniform, class-wise accuracy and t* beside the learned threshold."""
+    present = [run for run in runs if run.uniform]
+    if not present:
+        return []
+    header = ["model", "samples", "sample-wise", "uniform", "t*", "class-wise (weighted)"]
+    header += ["class-wise (class mean)", "learned thr.", "uniform at learned", "units"]
+    rows, images = [], []
+    for run in present:
+        u = run.uniform
+        rows.append(
+            [
+                run.name,
+                str(u["samples"]),
+                _pct(u["sample_accuracy"]),
+                _pct(u["uniform_accuracy"]),
+                _num(u["uniform_threshold"]),
+                _pct(u["class_wise_accuracy_sample_weighted"]),
+                _pct(u["class_wise_accuracy_class_mean"]),
+                _num(u.get("learned_threshold")),
+                _pct(u.get("uniform_accuracy_at_learned_threshold")),
+                u.get("score_units", DASH),
+            ]
+        )
+        if "histogram" in u:
+            path = os.path.join(out_dir, "figures", f"uniform_{_slug(run.name)}.png")
+            marks = {"t*": u["uniform_threshold"], "learned": u.get("learned_threshold")}
+            labels = ("positive", "max_negative", "own-class score", "hardest other score")
+            figures.histogram_figure(
+                u["histogram"], marks, f"{run.name}: class scores", path, labels
+            )
+            images.append(f"![uniform {run.name}](figures/{os.path.basename(path)})")
+    return ["## Uniform classification", "", *_table(header, rows), *images, ""]
+
+
+def ijb_section(runs: list[RunReports]) -> list[str]:
+    """IJB 1:1 TAR@FAR (nearest FPR) and 1:N rank-1 / TPIR per gallery."""
+    rows = []
+    for run in runs:
+        for name, r in run.verification.items():
+            if r.get("kind") != "ijb":
+                continue
+            tar = r.get("tar_at_far", {})
+            one_n = "; ".join(
+                f"{g}: rank-1 {_pct(v['cmc']['1'])}, "
+                f"TPIR@1e-2 {_pct(v.get('dir_at_fpir', {}).get('1e-02'))}"
+                for g, v in r.get("one_to_n", {}).items()
+            )
+            rows.append(
+                [run.name, name]
+                + [_pct(tar.get(k)) for k in ("1e-06", "1e-05", "1e-04", "1e-03")]
+                + [_num(r["auc"]), one_n or DASH]
+            )
+    if not rows:
+        return []
+    header = ["model", "set", "TAR@1e-6", "TAR@1e-5", "TAR@1e-4", "TAR@1e-3", "AUC", "1:N"]
+    return ["## IJB", "", *_table(header, rows)]
+
+
+def identification_section(runs: list[RunReports]) -> list[str]:
+    """CMC, DIR@FPIR and recall@1 against exact search."""
+    rows = []
+    for run in runs:
+        for name, r in run.identification.items():
+            dirs = r.get("dir_at_fpir", {})
+            rows.append(
+                [run.name, name, str(r["gallery_size"]), str(r["distractors"]), r["factory"]]
+                + [_pct(r["cmc"].get(k)) for k in ("1", "5", "10")]
+                + [_pct(dirs.get(k)) for k in ("1e-03", "1e-02", "1e-01")]
+                + [_num(r.get("recall_at_1_vs_exact"))]
+            )
+    if not rows:
+        return []
+    header = ["model", "report", "gallery", "distractors", "index", "rank-1", "rank-5", "rank-10"]
+    header += ["DIR@1e-3", "DIR@1e-2", "DIR@1e-1", "recall@1 vs exact"]
+    return ["## Identification", "", *_table(header, rows)]
+
+
+def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None = None) -> str:
+    """Render ``out_dir/report.md`` (+ ``out_dir/figures/*.png``) from the JSON reports of each
+    run directory (or report folder, or file); return the Markdown path."""
+    if not report_dirs:
+        raise DataError("report: give at least one run directory")
+    if names is not None and len(names) != len(report_dirs):
+        raise DataError(f"report: {len(names)} names for {len(report_dirs)} runs")
+    runs = [
+        collect_reports(path, names[i] if names else None) for i, path in enumerate(report_dirs)
+    ]
+    seen = [run.name for run in runs]
+    if len(set(seen)) != len(seen):
+        raise DataError(f"report: two runs share the name {seen}; pass distinct names")
+    lines = ["# facebench report", ""]
+    lines += [f"- **{run.name}**: `{path}`" for run, path in zip(runs, report_dirs, strict=True)]
+    lines.append("")
+    lines += verification_section(runs, out_dir)
+    lines += transfer_section(runs)
+    lines += ijb_section(runs)
+    lines += uniform_section(runs, out_dir)
+    lines += identification_section(runs)
+    path = os.path.join(out_dir, "report.md")
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".md", dir=out_dir)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines).rstrip() + "\n")
+    os.replace(tmp, path)
+    log.info("report: %s", path)
+    return path

@@ -1,0 +1,101 @@
+"""Reports render from JSON only: tables, figures, several runs side by side."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facebench.cli import main
+from facebench.errors import DataError
+from facebench.eval.identification import identification_metrics
+from facebench.eval.uniform import uniform_metrics
+from facebench.eval.verification import evaluate_verification, transfer_table
+from facebench.report import render_report
+from facebench.report.jsonio import read_json, write_json
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def pairs(n, noise, seed):
+    rng = np.random.default_rng(seed)
+    issame = rng.random(n) < 0.5
+    a = rng.normal(size=(n, 8))
+    b = np.where(issame[:, None], a, rng.normal(size=(n, 8))) + noise * rng.normal(size=(n, 8))
+    emb = np.empty((2 * n, 8))
+    emb[0::2], emb[1::2] = a, b
+    return emb, issame
+
+
+def write_run(root, noise, seed):
+    """A run directory with reports/: two bins, transfer, uniform and identification."""
+    reports = os.path.join(root, "reports")
+    scores = {}
+    for i, name in enumerate(("lfw", "cfp_fp")):
+        emb, issame = pairs(400, noise + 0.3 * i, seed + i)
+        report = {"name": name, **evaluate_verification(emb, issame)}
+        write_json(os.path.join(reports, f"{name}.json"), report)
+        unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        scores[name] = (np.sum(unit[0::2] * unit[1::2], 1), issame)
+    write_json(
+        os.path.join(reports, "transfer.json"), {"kind": "transfer", **transfer_table(scores)}
+    )
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, 200)
+    logits = rng.normal(size=(200, 5)) * 0.2
+    logits[np.arange(200), labels] += 0.5
+    uniform = uniform_metrics(logits, labels, learned_threshold=0.2)
+    write_json(os.path.join(reports, "uniform.json"), {**uniform, "score_units": "cosine"})
+    g = rng.normal(size=(20, 8))
+    probes = np.concatenate([g + 0.5 * rng.normal(size=g.shape), rng.normal(size=(200, 8))])
+    ids = np.concatenate([np.arange(20), 100 + np.arange(200)])
+    ident = identification_metrics(g, np.arange(20), probes, ids)
+    write_json(os.path.join(reports, "identification.json"), ident)
+    return root
+
+
+def test_two_runs_side_by_side(tmp_path):
+    a = write_run(str(tmp_path / "bce"), 0.8, 1)
+    b = write_run(str(tmp_path / "arcface"), 1.2, 5)
+    path = render_report([a, b], str(tmp_path / "out"))
+    text = Path(path).read_text()
+    assert "| data set | bce | arcface |" in text
+    lfw_a = read_json(os.path.join(a, "reports", "lfw.json"))
+    assert f"{100 * lfw_a['accuracy_10fold_mean']:.2f}" in text
+    assert f"τ {lfw_a['global_threshold']:.3f}" in text
+    assert "### Threshold transfer: bce" in text and "## Uniform classification" in text
+    assert "## Identification" in text
+    figures = sorted(os.listdir(tmp_path / "out" / "figures"))
+    assert "roc_lfw.png" in figures and "accuracy_cfp_fp.png" in figures
+    assert "hist_bce_lfw.png" in figures and "uniform_arcface.png" in figures
+    for name in figures:
+        with open(tmp_path / "out" / "figures" / name, "rb") as f:
+            assert f.read(8) == PNG_MAGIC
+        assert f"figures/{name}" in text  # every figure is linked from the Markdown
+
+
+def test_cli_names_and_errors(tmp_path, capsys):
+    a = write_run(str(tmp_path / "run"), 1.0, 2)
+    out = str(tmp_path / "out")
+    assert main(["report", os.path.join(a, "reports"), "--out", out, "--name", "mine"]) == 0
+    assert "report.md" in capsys.readouterr().out
+    assert "| data set | mine |" in Path(out, "report.md").read_text()
+    os.makedirs(tmp_path / "empty")
+    assert main(["report", str(tmp_path / "empty"), "--out", out]) == 2
+    assert "no JSON reports" in capsys.readouterr().err
+    with pytest.raises(DataError, match="share the name"):
+        render_report([a, a], out)
+
+
+def test_json_round_trip_and_strictness(tmp_path):
+    data = {"a": 1.5, "b": [float("nan"), 2.0], "c": {"d": float("inf")}, "e": "x"}
+    path = write_json(str(tmp_path / "r.json"), data)
+    assert read_json(path) == {"a": 1.5, "b": [None, 2.0], "c": {"d": None}, "e": "x"}
+    assert os.listdir(tmp_path) == ["r.json"]  # no temporary left behind
+    (tmp_path / "bad.json").write_text("{oops")
+    with pytest.raises(DataError, match=r"bad\.json: not valid JSON"):
+        read_json(str(tmp_path / "bad.json"))
+    (tmp_path / "list.json").write_text(json.dumps([1]))
+    with pytest.raises(DataError, match="JSON object"):
+        read_json(str(tmp_path / "list.json"))
