@@ -253,3 +253,32 @@ def test_incomplete_head_dict_is_refused(tmp_path):
             {},
             head={"name": "x", "embedding_size": 6, "state_dict": {}},
         )
+
+
+def test_real_head_round_trip(tmp_path):
+    from facebench.heads import build_head
+
+    torch.manual_seed(3)
+    head = build_head("bce_u", 6, 5)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn_like(p))
+    state = {**head.spec, "state_dict": head.full_state_dict()}
+    path = tmp_path / "m.pt"
+    save_model_artifact(path, _trained_backbone(), "tiny_face", KWARGS, CONVENTION, {}, head=state)
+    rebuilt = load_head_from_artifact(path)
+    embeddings = torch.randn(4, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.scores(embeddings), head.eval().scores(embeddings))
+    assert rebuilt.learned_threshold() == pytest.approx(head.learned_threshold())
+
+
+def test_head_that_does_not_fit_its_state(tmp_path):
+    from facebench.heads import build_head
+
+    head = build_head("bce_u", 6, 5)
+    state = {**head.spec, "num_classes": 7, "state_dict": head.full_state_dict()}
+    path = tmp_path / "m.pt"
+    save_model_artifact(path, _trained_backbone(), "tiny_face", KWARGS, CONVENTION, {}, head=state)
+    with pytest.raises(ModelError, match=r"m\.pt: cannot rebuild head 'bce_u'"):
+        load_head_from_artifact(path)
