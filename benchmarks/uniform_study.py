@@ -48,11 +48,25 @@ GAMMAS = (32, 64, 96, 128, 192)
 RECIPE_GAMMA = 64
 OPEN_TRAIN_CLASSES = "0-5"
 
-#: Study sizes: images per class kept for training, test images per class (None: all),
-#: genuine/impostor pairs per fold, epochs.
+#: Study sizes: images per class kept for training and testing (None: all), genuine/impostor
+#: pairs per fold of the held-out bin, epochs, seeds per head, seeds per gamma sweep point.
 SIZES = {
-    "full": {"train_per_class": 1000, "test_per_class": None, "pairs_per_half": 300, "epochs": 5},
-    "quick": {"train_per_class": 40, "test_per_class": 30, "pairs_per_half": 20, "epochs": 1},
+    "full": {
+        "train_per_class": 600,
+        "test_per_class": 500,
+        "pairs_per_half": 150,
+        "epochs": 5.0,
+        "seeds": 3,
+        "sweep_seeds": 2,
+    },
+    "quick": {
+        "train_per_class": 40,
+        "test_per_class": 30,
+        "pairs_per_half": 20,
+        "epochs": 1.0,
+        "seeds": 2,
+        "sweep_seeds": 1,
+    },
 }
 METRICS = (
     ("sample_accuracy", "sample-wise acc"),
@@ -177,7 +191,9 @@ def evaluate_open(model_path: Path, bin_path: Path) -> dict:
 def train_and_evaluate(run: Run, data_dir: Path, runs_dir: Path, epochs: float) -> dict:
     """Train one run (unless its result exists) and evaluate it; return its result dict."""
     from facebench.config import load_recipe
+    from facebench.errors import FacebenchError
     from facebench.train import train
+    from facebench.train.checkpoint import latest_checkpoint
 
     run_dir = runs_dir / run.key
     result_path = run_dir / "study_result.json"
@@ -188,17 +204,21 @@ def train_and_evaluate(run: Run, data_dir: Path, runs_dir: Path, epochs: float) 
     if run.task == "open":
         overrides.append("data.train=open/train")
     recipe = load_recipe(RECIPES / run.recipe, overrides)
-    model_path = Path(train(recipe, run_dir, data_root=data_dir))
+    model_path = run_dir / "model.pt"
+    described = {"run": run.key, "recipe": run.recipe, "task": run.task, "seed": run.seed}
+    if not model_path.is_file():  # else: trained already, only the evaluation was cut short
+        resume = latest_checkpoint(run_dir / "checkpoints") is not None
+        try:
+            train(recipe, run_dir, data_root=data_dir, resume=resume, progress=False)
+        except FacebenchError as exc:  # e.g. a diverged loss: a result too, not cached
+            return {**described, "error": str(exc), "train_seconds": time.perf_counter() - start}
     trained = time.perf_counter()
     if run.task == "closed":
         metrics = evaluate_closed(model_path, data_dir / "closed" / "test")
     else:
         metrics = evaluate_open(model_path, data_dir / "open" / "heldout.bin")
     result = {
-        "run": run.key,
-        "recipe": run.recipe,
-        "task": run.task,
-        "seed": run.seed,
+        **described,
         "overrides": list(run.overrides),
         "train_seconds": trained - start,
         "eval_seconds": time.perf_counter() - trained,
@@ -250,7 +270,11 @@ def sweep_key(recipe: str, gamma: int, seed: int) -> str:
 
 def prepare_data(idx_dir: str, data_dir: Path, size: dict, seed: int) -> None:
     """Convert the idx set into packs and the held-out bin (skipped when split.json exists)."""
+    wanted = {k: size[k] for k in ("train_per_class", "test_per_class", "pairs_per_half")}
+    stamp = data_dir / "study_size.json"
     if (data_dir / "split.json").is_file():
+        if json.loads(stamp.read_text()) != wanted:
+            raise SystemExit(f"{data_dir} holds data of another size ({stamp}); use a new --out")
         return
     script = REPO / "data_scripts" / "idx_to_packs.py"
     cmd = [sys.executable, str(script), idx_dir, "--out", str(data_dir)]
@@ -260,6 +284,7 @@ def prepare_data(idx_dir: str, data_dir: Path, size: dict, seed: int) -> None:
     if size["test_per_class"] is not None:
         cmd += ["--test-per-class", str(size["test_per_class"])]
     subprocess.run(cmd, check=True)
+    _write_json(stamp, wanted)
 
 
 # ---- reporting --------------------------------------------------------------------------------
@@ -310,7 +335,7 @@ def sweep_points(results: dict[str, dict], sweep_seeds: int) -> dict:
     for label, recipe in SWEEP:
         points[label] = {
             metric: [
-                mean_std([results[sweep_key(recipe, g, s)][metric] for s in range(sweep_seeds)])
+                mean_std([results[sweep_key(recipe, g, s)].get(metric) for s in range(sweep_seeds)])
                 for g in GAMMAS
             ]
             for metric in ("uniform_accuracy", "sample_accuracy")
@@ -349,87 +374,91 @@ def plot_sweep(points: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _log_result(i: int, total: int, result: dict) -> None:
+    shown = ("sample_accuracy", "uniform_accuracy", "verification_global_accuracy")
+    values = ", ".join(f"{m}={result[m]:.4f}" for m in shown if result.get(m) is not None)
+    if "error" in result:
+        values = f"FAILED: {result['error']}"
+    log.info(
+        "[%d/%d] %s: train %.1fs, %s", i, total, result["run"], result["train_seconds"], values
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the study; write table.md, study.json and gamma_sweep.png under --out."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a CI smoke run")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per head (default 3)")
+    parser.add_argument("--seeds", type=int, help="seeds per head (default 3; --quick: 2)")
     parser.add_argument(
-        "--sweep-seeds", type=int, help="seeds per gamma sweep point (default: --seeds)"
+        "--sweep-seeds", type=int, help="seeds per gamma sweep point (default 2; --quick: 1)"
     )
+    parser.add_argument("--epochs", type=float, help="training epochs (default 5; --quick: 1)")
     parser.add_argument("--out", default="study_out", help="output directory (default study_out)")
     parser.add_argument("--idx", default=DEFAULT_IDX, help="MNIST-format idx set directory")
-    parser.add_argument("--epochs", type=float, help="override the size's training epochs")
     parser.add_argument(
         "--jobs", type=int, default=2, help="runs trained in parallel (default 2, one per core)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if min(args.seeds, args.jobs, args.sweep_seeds or 1) < 1:
-        parser.error("--seeds, --sweep-seeds and --jobs must be >= 1")
-    sweep_seeds = args.sweep_seeds or args.seeds
     size = dict(SIZES["quick" if args.quick else "full"])
-    if args.epochs is not None:
-        size["epochs"] = args.epochs
+    for key in ("seeds", "sweep_seeds", "epochs"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    if min(size["seeds"], size["sweep_seeds"], args.jobs) < 1 or size["epochs"] <= 0:
+        parser.error("--seeds, --sweep-seeds, --jobs and --epochs must be positive")
     out = Path(args.out)
     data_dir, runs_dir = out / "data", out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    command = " ".join(["benchmarks/uniform_study.py", *(sys.argv[1:] if argv is None else argv)])
+    summary = {"command": command, "size": size, "jobs": args.jobs}
 
     prepare_data(args.idx, data_dir, size, seed=0)
-    table_runs, sweep_runs = plan_runs(args.seeds, sweep_seeds)
-    runs = table_runs + sweep_runs
+    table_runs, sweep_runs = plan_runs(size["seeds"], size["sweep_seeds"])
+    total = len(table_runs) + len(sweep_runs)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     results: dict[str, dict] = {}
     os.environ.setdefault("TQDM_DISABLE", "1")
     with ProcessPoolExecutor(
         args.jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
     ) as pool:
-        futures = {
-            run.key: pool.submit(train_and_evaluate, run, data_dir, runs_dir, size["epochs"])
-            for run in runs
-        }
-        for i, (key, future) in enumerate(futures.items(), 1):
-            results[key] = future.result()
-            log.info(
-                "[%d/%d] %s: train %.1fs, %s",
-                i,
-                len(runs),
-                key,
-                results[key]["train_seconds"],
-                ", ".join(
-                    f"{m}={results[key][m]:.4f}"
-                    for m in ("sample_accuracy", "uniform_accuracy", "verification_global_accuracy")
-                    if results[key].get(m) is not None
-                ),
-            )
+        futures = [
+            (run, pool.submit(train_and_evaluate, run, data_dir, runs_dir, size["epochs"]))
+            for run in table_runs + sweep_runs
+        ]
+        for i, (run, future) in enumerate(futures, 1):
+            results[run.key] = future.result()
+            _log_result(i, total, results[run.key])
+            if i == len(table_runs):  # the table is ready before the sweep ends
+                summary["table"] = summarize(results, size["seeds"])
+                (out / "table.md").write_text(markdown_table(summary["table"]))
+                _write_json(out / "study.json", {**summary, "runs": results})
 
-    rows = summarize(results, args.seeds)
-    points = sweep_points(results, sweep_seeds)
+    points = sweep_points(results, size["sweep_seeds"])
     plot_sweep(points, out / "gamma_sweep.png")
-    (out / "table.md").write_text(markdown_table(rows))
     elapsed = time.perf_counter() - started
-    summary = {
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "size": size,
-        "seeds": args.seeds,
-        "sweep_seeds": sweep_seeds,
-        "jobs": args.jobs,
-        "wall_seconds": elapsed,
-        "train_seconds_total": sum(r["train_seconds"] for r in results.values()),
-        "table": rows,
-        "gamma_sweep": {"gammas": list(GAMMAS), **points},
-        "runs": results,
-    }
-    (out / "study.json").write_text(json.dumps(summary, indent=2))
-    print(markdown_table(rows))
+    summary.update(
+        {
+            "wall_seconds": elapsed,
+            "train_seconds_total": sum(r["train_seconds"] for r in results.values()),
+            "eval_seconds_total": sum(r.get("eval_seconds", 0.0) for r in results.values()),
+            "failed_runs": {k: r["error"] for k, r in results.items() if "error" in r},
+            "gamma_sweep": {"gammas": list(GAMMAS), **points},
+            "runs": results,
+        }
+    )
+    _write_json(out / "study.json", summary)
+    print(markdown_table(summary["table"]))
     print(
-        f"{len(runs)} runs in {elapsed / 60:.1f} min; "
-        f"wrote {out}/table.md, study.json, gamma_sweep.png"
+        f"{total} runs in {elapsed / 60:.1f} min; wrote {out}/table.md, study.json, gamma_sweep.png"
     )
     return 0
 
