@@ -165,7 +165,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         key, value = _split_override(item)
         nested = _nest(key, value)
         _validate(nested, f"--set {item}")
-        merged = _deep_merge(merged, nested)
+        merged = _merge_layer(merged, nested)
     merged.pop("extends", None)
     merged.setdefault("name", Path(path).stem)
     recipe = _build(Recipe, merged)
@@ -238,9 +238,20 @@ def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict:
     bases = [bases] if isinstance(bases, str) else bases
     merged: dict = {}
     for base in bases:
-        merged = _deep_merge(merged, _load_merged(path.parent / base, (*chain, resolved)))
+        merged = _merge_layer(merged, _load_merged(path.parent / base, (*chain, resolved)))
     own = {k: v for k, v in data.items() if k != "extends"}
-    return _deep_merge(merged, own)
+    return _merge_layer(merged, own)
+
+
+def _merge_layer(base: dict, top: dict) -> dict:
+    """``top`` over ``base`` (deep merge). Head params belong to their head: when ``top`` names
+    a different head than ``base`` did, the params inherited from ``base`` are dropped."""
+    merged = _deep_merge(base, top)
+    old, new = base.get("head"), top.get("head")
+    if isinstance(old, dict) and isinstance(new, dict):
+        if old.get("name") not in (None, new.get("name", old.get("name"))):
+            merged["head"]["params"] = dict(new.get("params") or {})
+    return merged
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

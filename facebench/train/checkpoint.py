@@ -189,9 +189,8 @@ def load_full_head_state(head: torch.nn.Module, full: dict[str, torch.Tensor]) -
 
 def full_head_state(head: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The head's world-size-independent state (its plain state dict if it is not sharded)."""
-    if hasattr(head, "full_state_dict"):
-        return head.full_state_dict()
-    return {k: v.detach().cpu().clone() for k, v in head.state_dict().items()}
+    state = head.full_state_dict() if hasattr(head, "full_state_dict") else head.state_dict()
+    return {k: v.detach().cpu().clone() for k, v in state.items()}  # never alias the parameters
 
 
 def _cpu(value):

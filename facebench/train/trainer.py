@@ -242,6 +242,11 @@ class Trainer:
                 ):
                     embeddings = self.model(images)
                 embeddings = compensate_ddp_averaging(embeddings, self.ctx.group)
+                if self._any_nonfinite(embeddings):
+                    # the head refuses non-finite input; a zero backward keeps DDP in step
+                    (embeddings.nan_to_num() * 0).sum().backward()
+                    loss_sum += math.nan
+                    continue
                 loss = self.head(embeddings, labels)
                 (loss * (self.scaler.scale / parts)).backward()
             loss_sum += loss.detach().double()
@@ -274,6 +279,11 @@ class Trainer:
             "grad_norm": grad_norm if not skipped else None,
             "skipped": skipped,
         }
+
+    def _any_nonfinite(self, embeddings: torch.Tensor) -> bool:
+        """Whether any rank's embeddings hold NaN or inf (collective)."""
+        bad = (~torch.isfinite(embeddings.detach())).any().double().reshape(1)
+        return bool(self.ctx.all_reduce_sum(bad) > 0)
 
     def optimizer_params(self) -> list[torch.nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]

@@ -1,0 +1,174 @@
+"""The trainer on one process: learning, exact resume, guards, the run directory."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from facebench.cli import main
+from facebench.config import load_recipe
+from facebench.errors import ConfigError, ModelError
+from facebench.train import train
+from facebench.train.hooks import Hook
+
+
+def _run(recipe_file, data_root, out, *sets, **kw):
+    return train(recipe_file, out, data_root=data_root, overrides=list(sets), progress=False, **kw)
+
+
+def _logged_losses(run_dir):
+    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in lines if "loss" in r and "bin" not in r}
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "bce_u",
+        "{name: arcface, params: {scale: 16.0, margin: 0.2}}",
+        "{name: cosface, params: {scale: 16.0, margin: 0.2}}",
+        "{name: softmax, params: {normalized: false}}",
+    ],
+)
+def test_a_few_steps_reduce_the_loss(recipe_file, data_root, tmp_path, head):
+    sets = ["train.epochs=5", "schedule.name=constant", "schedule.warmup_epochs=0"]
+    if head != "bce_u":
+        sets.append(f"head={head}")
+    result = _run(recipe_file, data_root, tmp_path / "run", *sets, "eval.bins=[]")
+    losses = result.losses
+    assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+
+
+class _Interrupt(Hook):
+    """Simulates a crash (Ctrl-C) right after step ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_step(self, trainer, info):
+        if info["step"] == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_run_gives_the_same_losses(recipe_file, data_root, tmp_path):
+    # flips, Partial FC sampling, accumulation and momentum all have to be restored exactly
+    sets = [
+        "train.accumulation=2",
+        "train.checkpoint_every=3",
+        "head.params.sample_ratio=0.5",
+        "eval.bins=[]",
+    ]
+    full = _run(recipe_file, data_root, tmp_path / "full", *sets)
+    assert full.steps == 12
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe_file, data_root, tmp_path / "cut", *sets, hooks=[_Interrupt(8)])
+    resumed = _run(recipe_file, data_root, tmp_path / "cut", *sets, resume=True)
+    assert resumed.start_step == 6
+    np.testing.assert_allclose(resumed.losses, full.losses[6:], rtol=1e-6, atol=1e-7)
+    # the log was cut back to the checkpoint before the resumed steps were appended
+    logged = _logged_losses(tmp_path / "cut")
+    assert sorted(logged) == list(range(1, 13))
+    np.testing.assert_allclose([logged[s] for s in range(1, 13)], full.losses, rtol=1e-6)
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_run_directory_holds_model_log_tensorboard_and_reports(recipe_file, data_root, tmp_path):
+    from facebench.models.artifact import load_head_from_artifact, load_model_artifact
+
+    run = tmp_path / "run"
+    result = _run(recipe_file, data_root, run, "train.max_steps=4")
+    assert result.steps == 4 and result.model_path == run / "model.pt"
+    assert load_recipe(run / "recipe.yaml").head.name == "bce_u"
+    records = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    train_rec = [r for r in records if "bin" not in r]
+    assert [r["step"] for r in train_rec] == [1, 2, 3, 4]
+    assert all(isinstance(r["learned_threshold"], float) for r in train_rec)
+    (val,) = [r for r in records if r.get("bin") == "val"]
+    assert 0 <= val["accuracy_10fold_mean"] <= 1 and 0 <= val["global_accuracy"] <= 1
+    assert result.metrics["val"]["global_accuracy"] == val["global_accuracy"]
+    assert json.loads((run / "reports" / "val.json").read_text())["pairs"] == 20
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    module, info = load_model_artifact(run / "model.pt")
+    assert info["metadata"]["learned_threshold"] == pytest.approx(result.learned_threshold)
+    assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
+    head = load_head_from_artifact(run / "model.pt")
+    assert head.scores(torch.randn(3, 16)).shape == (3, 8)
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(recipe_file, data_root, tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        _run(recipe_file, data_root, tmp_path / "new", resume=True)
+    _run(recipe_file, data_root, tmp_path / "run", "train.max_steps=1", "eval.bins=[]")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        _run(recipe_file, data_root, tmp_path / "run", "train.max_steps=1")
+
+
+class _Poison(Hook):
+    """Puts NaN into the first backbone weight after step 2."""
+
+    def after_step(self, trainer, info):
+        if info["step"] == 2:
+            with torch.no_grad():
+                next(trainer.backbone.parameters()).fill_(float("nan"))
+
+
+def test_nonfinite_loss_stops_with_the_step_or_is_skipped(recipe_file, data_root, tmp_path):
+    sets = ["train.max_steps=5", "eval.bins=[]"]
+    with pytest.raises(ModelError, match=r"step 3: loss nan"):
+        _run(recipe_file, data_root, tmp_path / "stop", *sets, hooks=[_Poison()])
+    result = _run(
+        recipe_file, data_root, tmp_path / "skip", *sets, "train.nonfinite=skip", hooks=[_Poison()]
+    )
+    assert result.steps == 5
+    records = [json.loads(x) for x in (tmp_path / "skip" / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in records] == [0, 0, 1, 1, 1]
+
+
+class _Snapshot(Hook):
+    def on_start(self, trainer):
+        self.before = [p.detach().clone() for p in trainer.optimizer_params()]
+        self.params = trainer.optimizer_params()
+
+
+def test_gradient_clipping_bounds_the_update(recipe_file, data_root, tmp_path):
+    clip, lr = 1e-3, 1.0
+    snap = _Snapshot()
+    sets = ["train.max_steps=1", "eval.bins=[]", f"train.grad_clip={clip}", f"optim.lr={lr}"]
+    sets += ["optim.momentum=0", "optim.weight_decay=0", "schedule.name=constant"]
+    sets += ["schedule.warmup_epochs=0"]
+    _run(recipe_file, data_root, tmp_path / "run", *sets, hooks=[snap])
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(snap.params, snap.before)))
+    assert float(moved) == pytest.approx(lr * clip, rel=1e-3)
+
+
+def test_bf16_autocast_trains_on_cpu(recipe_file, data_root, tmp_path):
+    result = _run(
+        recipe_file,
+        data_root,
+        tmp_path / "run",
+        "train.max_steps=3",
+        "train.amp=bf16",
+        "eval.bins=[]",
+    )
+    assert all(math.isfinite(x) for x in result.losses)
+
+
+def test_cli_trains_and_reports_bad_recipes_in_one_line(recipe_file, data_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", str(recipe_file), "--data", str(data_root), "--out", str(out), "--no-progress"]
+    assert main([*argv, "--set", "train.max_steps=1", "--set", "eval.bins=[]"]) == 0
+    assert (out / "model.pt").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {recipe_file}\noptim: {{lrr: 0.1}}\n")
+    assert main(["train", str(bad), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"facebench: error: {bad}: unknown key 'optim.lrr' (known here: name, lr, "
+        "momentum, nesterov, weight_decay, betas, eps)"
+    ]
