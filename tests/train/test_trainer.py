@@ -143,7 +143,8 @@ def test_gradient_clipping_bounds_the_update(recipe_file, data_root, tmp_path):
     sets += ["optim.momentum=0", "optim.weight_decay=0", "schedule.name=constant"]
     sets += ["schedule.warmup_epochs=0"]
     _run(recipe_file, data_root, tmp_path / "run", *sets, hooks=[snap])
-    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(snap.params, snap.before)))
+    pairs = zip(snap.params, snap.before, strict=True)
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in pairs))
     assert float(moved) == pytest.approx(lr * clip, rel=1e-3)
 
 
