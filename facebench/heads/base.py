@@ -13,6 +13,7 @@ from facebench.errors import ConfigError, ModelError
 from facebench.heads.distributed import (
     all_gather_rows,
     all_gather_with_grad,
+    check_ranks_agree,
     class_slice,
     gather_row_counts,
     group_rank_and_size,
@@ -127,8 +128,7 @@ class ClassifierHead(nn.Module):
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean loss over the (global) batch, in float32 or wider whatever the autocast state."""
-        self._check_embeddings(embeddings)
-        self._check_labels(labels, embeddings.shape[0])
+        self._check_inputs(embeddings, labels)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             dtype = torch.promote_types(embeddings.dtype, torch.float32)
             x = all_gather_with_grad(embeddings.to(dtype), self.process_group)
@@ -140,7 +140,7 @@ class ClassifierHead(nn.Module):
             cols = target[rows]
             positive = self.scale * self.positive_value(values[rows, cols])
             # In place from here: (N, C) is the big tensor, and no backward needs these values.
-            logits = values.mul_(self.scale)
+            logits = values.mul_(self.scale) if self.scale != 1.0 else values
             bias = self._bias(local_rows)
             if bias is not None:
                 bias = bias.to(dtype)
@@ -182,6 +182,19 @@ class ClassifierHead(nn.Module):
         return local_rows, target
 
     # ---- checks -------------------------------------------------------------------------------
+    def _check_inputs(self, embeddings, labels) -> None:
+        """ModelError for bad embeddings or labels, raised on every rank of a sharded head."""
+        if not isinstance(embeddings, torch.Tensor):
+            raise ModelError(f"head expects a tensor of embeddings, got {type(embeddings)}")
+        problem = None
+        try:
+            self._check_embeddings(embeddings)
+            if labels is not None:
+                self._check_labels(labels, embeddings.shape[0])
+        except ModelError as error:
+            problem = str(error)
+        check_ranks_agree(embeddings.shape[0], problem, embeddings.device, self.process_group)
+
     def _check_embeddings(self, embeddings) -> None:
         """ModelError for anything but a finite float (N, embedding_size) tensor with N > 0."""
         if not isinstance(embeddings, torch.Tensor) or not embeddings.is_floating_point():
@@ -227,7 +240,7 @@ class ClassifierHead(nn.Module):
 
         Sharded: collective; each rank passes its own rows and gets them scored against all K.
         """
-        self._check_embeddings(embeddings)
+        self._check_inputs(embeddings, None)
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             dtype = torch.promote_types(embeddings.dtype, torch.float32)
             x = all_gather_rows(embeddings.to(dtype), self.process_group)

@@ -50,10 +50,9 @@ class _AllGatherWithGrad(torch.autograd.Function):
 
 def all_gather_with_grad(tensor: torch.Tensor, process_group) -> torch.Tensor:
     """Rows of every rank stacked in rank order, differentiable; every rank must pass the same
-    number of rows (checked, raises ModelError)."""
+    number of rows (see :func:`check_ranks_agree`)."""
     if process_group is None:
         return tensor
-    _check_equal_rows(tensor, process_group)
     return _AllGatherWithGrad.apply(tensor, process_group)
 
 
@@ -81,16 +80,23 @@ def gather_row_counts(rows: int, device, process_group) -> list[int]:
     return [int(c.item()) for c in counts]
 
 
-def _check_equal_rows(tensor: torch.Tensor, process_group) -> None:
-    """Raise ModelError unless every rank holds the same number of rows."""
-    rows = torch.tensor([tensor.shape[0]], device=tensor.device)
-    low, high = rows.clone(), rows.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN, group=process_group)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX, group=process_group)
-    if low.item() != high.item():
+def check_ranks_agree(rows: int, problem: str | None, device, process_group) -> None:
+    """Raise ModelError on every rank when any rank found bad input (``problem``) or the ranks'
+    batch sizes differ, so no rank is left waiting in a collective; one all-reduce."""
+    if process_group is None:
+        if problem is not None:
+            raise ModelError(problem)
+        return
+    state = torch.tensor([rows, -rows, problem is not None], device=device)
+    dist.all_reduce(state, op=dist.ReduceOp.MAX, group=process_group)
+    if problem is not None:
+        raise ModelError(problem)
+    if state[2].item():
+        raise ModelError("another rank rejected its input to the sharded head (see its error)")
+    if state[0].item() != -state[1].item():
         raise ModelError(
-            f"sharded head needs the same batch size on every rank, got {tensor.shape[0]} here "
-            f"and sizes from {low.item()} to {high.item()} across ranks"
+            f"sharded head needs the same batch size on every rank, got {rows} here and sizes "
+            f"from {-state[1].item()} to {state[0].item()} across ranks"
         )
 
 

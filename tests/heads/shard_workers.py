@@ -111,9 +111,17 @@ def two_rank_checks(case, group) -> dict:
     results["ddp_bias_grad"] = head.bias.grad.clone()
 
     rows = 3 if rank == 0 else 4
-    try:
-        head(case["x"][:rows], case["y"][:rows])
-        results["unequal_batch_error"] = None
-    except ModelError as error:
-        results["unequal_batch_error"] = str(error)
+    results["unequal_batch_error"] = error_of(head, case["x"][:rows], case["y"][:rows])
+    labels = y_local.clone()
+    labels[1] = 7 if rank == 1 else labels[1]
+    results["bad_label_error"] = error_of(head, x_local, labels)
     return results
+
+
+def error_of(head, embeddings, labels) -> str | None:
+    """The ModelError message of one forward, or None."""
+    try:
+        head(embeddings, labels)
+    except ModelError as error:
+        return str(error)
+    return None

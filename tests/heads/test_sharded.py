@@ -154,9 +154,11 @@ def test_ddp_backbone_gradient_with_compensation_equals_one_process(case, two_ra
         torch.testing.assert_close(result["ddp_bias_grad"], head.bias.grad)
 
 
-def test_unequal_batches_across_ranks_are_an_error(two_ranks):
-    for result in two_ranks:
-        assert "same batch size on every rank, got" in result["unequal_batch_error"]
+def test_bad_input_on_one_rank_raises_on_every_rank(two_ranks):
+    assert "got 3 here and sizes from 3 to 4" in two_ranks[0]["unequal_batch_error"]
+    assert "got 4 here and sizes from 3 to 4" in two_ranks[1]["unequal_batch_error"]
+    assert two_ranks[1]["bad_label_error"] == "label 7 at index 1 is out of range [0, 7)"
+    assert "another rank rejected its input" in two_ranks[0]["bad_label_error"]
 
 
 def test_state_from_two_ranks_loads_into_one_and_four(case, two_ranks, ranks_output):
