@@ -12,7 +12,6 @@ import logging
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 from facebench.errors import EvalError
 
@@ -196,20 +195,28 @@ def _correct_at(gen_sorted: np.ndarray, imp_sorted: np.ndarray, taus: np.ndarray
     return gen_above + np.searchsorted(imp_sorted, taus, side="right")
 
 
+def cumulative_counts(cos: np.ndarray, issame: np.ndarray):
+    """One sort: the distinct scores ascending and, for each, genuine / impostor counts <= it."""
+    order = np.argsort(cos)
+    values, same = cos[order], issame[order]
+    last = np.flatnonzero(np.append(values[1:] != values[:-1], True))
+    return values[last], np.cumsum(same)[last], np.cumsum(~same)[last]
+
+
 def best_global_threshold(cos: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
     """Oracle single cosine threshold: (tau, accuracy) maximising accuracy exactly.
 
     Accuracy only changes at score values, so the candidates are "below every score" and each
     distinct score s (covering [s, next score)). The lowest maximising interval wins; tau is its
     midpoint (the midpoint with 1.0 above the top score; halfway to -1 below the lowest)."""
-    gen, imp = _split_sorted(cos, issame)
-    scores = np.unique(cos)
-    correct = _correct_at(gen, imp, scores)
+    scores, gen_le, imp_le = cumulative_counts(cos, issame)
+    n_gen = int(gen_le[-1])
+    correct = n_gen - gen_le + imp_le
     j = int(np.argmax(correct))
-    if gen.size >= correct[j]:  # "below every score": all pairs predicted same
+    if n_gen >= correct[j]:  # "below every score": all pairs predicted same
         low = scores[0]
         tau = (low - 1.0) / 2.0 if low > -1.0 else low - 1.0
-        return float(tau), float(gen.size / cos.size)
+        return float(tau), float(n_gen / cos.size)
     upper = scores[j + 1] if j + 1 < scores.size else max(scores[j], 1.0)
     tau = (scores[j] + upper) / 2.0
     if not scores[j] <= tau < upper:
@@ -260,10 +267,10 @@ def roc_points(cos: np.ndarray, issame: np.ndarray, n_points: int = ROC_POINTS) 
 
 def equal_error_rate(cos: np.ndarray, issame: np.ndarray) -> float:
     """EER: where FAR = FRR on the ROC, linear between the two vertices that bracket it."""
-    gen, imp = _split_sorted(cos, issame)
-    taus = np.unique(cos)
-    far = np.concatenate([[1.0], (imp.size - np.searchsorted(imp, taus, side="right")) / imp.size])
-    frr = np.concatenate([[0.0], np.searchsorted(gen, taus, side="right") / gen.size])
+    _, gen_le, imp_le = cumulative_counts(cos, issame)
+    n_gen, n_imp = gen_le[-1], imp_le[-1]
+    far = np.concatenate([[1.0], (n_imp - imp_le) / n_imp])
+    frr = np.concatenate([[0.0], gen_le / n_gen])
     gap = frr - far  # -1 below every score, rising to +1 at the top score
     j = int(np.argmax(gap >= 0))
     if gap[j] == 0:
@@ -273,11 +280,13 @@ def equal_error_rate(cos: np.ndarray, issame: np.ndarray) -> float:
 
 
 def roc_auc(cos: np.ndarray, issame: np.ndarray) -> float:
-    """Area under the ROC (ties count one half), from ranks: equals sklearn's roc_auc_score."""
-    ranks = rankdata(cos)
-    n_gen = int(issame.sum())
-    n_imp = issame.size - n_gen
-    return float((ranks[issame].sum() - n_gen * (n_gen + 1) / 2) / (n_gen * n_imp))
+    """Area under the ROC: P(genuine > impostor) + P(tie) / 2, as sklearn's roc_auc_score."""
+    _, gen_le, imp_le = cumulative_counts(cos, issame)
+    gen_here = np.diff(gen_le, prepend=0)
+    imp_here = np.diff(imp_le, prepend=0)
+    imp_below = imp_le - imp_here
+    wins = np.sum(gen_here * imp_below) + 0.5 * np.sum(gen_here * imp_here)
+    return float(wins / (gen_le[-1] * imp_le[-1]))
 
 
 def figure_data(cos: np.ndarray, issame: np.ndarray) -> dict:
