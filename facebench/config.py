@@ -248,8 +248,8 @@ def _merge_layer(base: dict, top: dict) -> dict:
     a different head than ``base`` did, the params inherited from ``base`` are dropped."""
     merged = _deep_merge(base, top)
     old, new = base.get("head"), top.get("head")
-    changed = isinstance(old, dict) and isinstance(new, dict)
-    if changed and old.get("name") not in (None, new.get("name", old.get("name"))):
+    both = isinstance(old, dict) and isinstance(new, dict)
+    if both and old.get("name") not in (None, new.get("name", old.get("name"))):
         merged["head"]["params"] = dict(new.get("params") or {})
     return merged
 

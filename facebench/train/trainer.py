@@ -123,14 +123,19 @@ class Trainer:
         ).to(self.device)
         if t.sync_bn and ctx.world_size > 1:
             self.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
-        group = {} if ctx.group is None else {"process_group": ctx.group}
-        self.head = build_head(
-            recipe.head.name,
-            recipe.model.embedding_size,
-            self.num_classes,
-            **recipe.head.params,
-            **group,
-        ).to(self.device)
+        head_args = (recipe.head.name, recipe.model.embedding_size, self.num_classes)
+        if ctx.group is None:
+            self.head = build_head(*head_args, **recipe.head.params)
+        else:
+            # initialise the slices from the one-process head, so the start (and the RNG
+            # stream after it) does not depend on the world size
+            rng = torch.get_rng_state()
+            self.head = build_head(*head_args, **recipe.head.params, process_group=ctx.group)
+            torch.set_rng_state(rng)
+            whole = build_head(*head_args, **recipe.head.params)
+            self.head.load_full_state_dict(ckpt.full_head_state(whole))
+            del whole
+        self.head = self.head.to(self.device)
         self.model = self.backbone
         if ctx.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
