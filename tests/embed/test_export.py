@@ -10,8 +10,8 @@ import torch
 from facebench.data.align import insightface_sample_faces
 from facebench.data.images import InputConvention
 from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images
-from facebench.embed.export import export_onnx
-from facebench.errors import ModelError
+from facebench.embed.export import check_images, export_onnx
+from facebench.errors import DataError, ModelError
 from facebench.models import build_backbone
 
 
@@ -73,3 +73,12 @@ def test_failed_export_leaves_no_file(tmp_path, tiny_face, real_faces):
     with pytest.raises(ModelError, match="recognition model"):
         export_onnx(tiny_face, str(tmp_path / "m.onnx"), small, convention=conv)
     assert os.listdir(tmp_path) == []
+
+
+def test_check_images_default_to_aligned_insightface_photos():
+    faces = check_images(InputConvention(size=(224, 224)))
+    assert faces.shape == (3, 224, 224, 3) and faces.dtype == np.uint8
+    big = cv2.resize(insightface_sample_faces()[0], (224, 224), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(faces[0].astype(float) - big).mean() < 3.0  # Tom Hanks, re-aligned at 224
+    with pytest.raises(DataError, match="give --pack or --bin"):
+        check_images(InputConvention(size=(112, 96)))
