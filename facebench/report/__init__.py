@@ -1,5 +1,5 @@
 """Reports: JSON evaluation results rendered as Markdown tables and PNG figures."""
 
-from facebench.report.render import render_report
+from facebench.report.render import comparison_table, render_report
 
-__all__ = ["render_report"]
+__all__ = ["comparison_table", "render_report"]

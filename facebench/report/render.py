@@ -51,30 +51,73 @@ def _datasets(runs: list[RunReports], kind: str) -> list[str]:
     return names
 
 
+def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
+    """One row per headline metric, one column per run (percent unless noted)."""
+    rows = []
+    for name in _datasets(runs, "verification"):
+        got = [run.verification.get(name) for run in runs]
+        rows.append(
+            [f"{name}: 10-fold accuracy"]
+            + [
+                DASH
+                if r is None
+                else f"{_pct(r['accuracy_10fold_mean'])} ± {_pct(r['accuracy_10fold_std'])}"
+                for r in got
+            ]
+        )
+        rows.append(
+            [f"{name}: global accuracy (τ cos)"]
+            + [
+                DASH if r is None else f"{_pct(r['global_accuracy'])} ({r['global_threshold']:.3f})"
+                for r in got
+            ]
+        )
+        rows.append(
+            [f"{name}: TAR@FAR=1e-3"]
+            + [DASH if r is None else _pct(r.get("tar_at_far", {}).get("1e-03")) for r in got]
+        )
+    for name in _datasets(runs, "ijb"):
+        got = [run.verification.get(name) for run in runs]
+        for key in ("1e-05", "1e-04"):
+            rows.append(
+                [f"{name}: TAR@FAR={key}"]
+                + [DASH if r is None else _pct(r["tar_at_far"].get(key)) for r in got]
+            )
+    if any(run.uniform for run in runs):
+        fields = (
+            ("sample-wise accuracy", "sample_accuracy", _pct),
+            ("uniform accuracy", "uniform_accuracy", _pct),
+            ("class-wise accuracy (weighted)", "class_wise_accuracy_sample_weighted", _pct),
+            ("uniform t*", "uniform_threshold", _num),
+            ("learned threshold", "learned_threshold", _num),
+        )
+        for label, key, fmt in fields:
+            rows.append([label] + [fmt((run.uniform or {}).get(key)) for run in runs])
+    if any(run.identification for run in runs):
+        for label, pick in (
+            ("rank-1 (closed set)", lambda r: r["cmc"].get("1")),
+            ("DIR@FPIR=1e-2", lambda r: r.get("dir_at_fpir", {}).get("1e-02")),
+        ):
+            cells = []
+            for run in runs:
+                first = next(iter(run.identification.values()), None)
+                cells.append(DASH if first is None else _pct(pick(first)))
+            rows.append([label, *cells])
+    return rows
+
+
+def comparison_table(report_dirs: list[str], names: list[str] | None = None) -> str:
+    """A Markdown table of the headline metrics of several runs side by side."""
+    runs = _collect(report_dirs, names)
+    return "\n".join(_table(["metric", *[run.name for run in runs]], comparison_rows(runs)))
+
+
 def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
-    """Side-by-side table, details table, ROC / accuracy / histogram figures per data set."""
+    """Details table and ROC / accuracy / histogram figures per data set."""
     datasets = _datasets(runs, "verification")
     if not datasets:
         return []
     lines = ["## Verification", ""]
-    lines += [
-        "Each cell: standard 10-fold accuracy (mean ± std, per-fold thresholds) / accuracy at "
-        "the one oracle global threshold (in cosine, beside it). Percent.",
-        "",
-    ]
-    rows = []
-    for name in datasets:
-        row = [name]
-        for run in runs:
-            r = run.verification.get(name)
-            row.append(
-                DASH
-                if r is None
-                else f"{_pct(r['accuracy_10fold_mean'])} ± {_pct(r['accuracy_10fold_std'])} / "
-                f"{_pct(r['global_accuracy'])} (τ {r['global_threshold']:.3f})"
-            )
-        rows.append(row)
-    lines += _table(["data set", *[run.name for run in runs]], rows)
     header = ["model", "data set", "pairs", "10-fold", "VAL@1e-3", "global", "τ (cos)"]
     header += ["EER", "AUC", "TAR@1e-4", "TAR@1e-3", "TAR@1e-2"]
     rows = []
@@ -232,9 +275,7 @@ def identification_section(runs: list[RunReports]) -> list[str]:
     return ["## Identification", "", *_table(header, rows)]
 
 
-def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None = None) -> str:
-    """Render ``out_dir/report.md`` (+ ``out_dir/figures/*.png``) from the JSON reports of each
-    run directory (or report folder, or file); return the Markdown path."""
+def _collect(report_dirs: list[str], names: list[str] | None) -> list[RunReports]:
     if not report_dirs:
         raise DataError("report: give at least one run directory")
     if names is not None and len(names) != len(report_dirs):
@@ -245,9 +286,19 @@ def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None 
     seen = [run.name for run in runs]
     if len(set(seen)) != len(seen):
         raise DataError(f"report: two runs share the name {seen}; pass distinct names")
+    return runs
+
+
+def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None = None) -> str:
+    """Render ``out_dir/report.md`` (+ ``out_dir/figures/*.png``) from the JSON reports of each
+    run directory (or report folder, or file); return the Markdown path."""
+    runs = _collect(report_dirs, names)
     lines = ["# facebench report", ""]
     lines += [f"- **{run.name}**: `{path}`" for run, path in zip(runs, report_dirs, strict=True)]
-    lines.append("")
+    lines += ["", "## Side by side", ""]
+    lines += ["Percent; τ and thresholds in cosine. 10-fold: per-fold thresholds (published"]
+    lines += ["numbers); global: one oracle threshold for all pairs.", ""]
+    lines += _table(["metric", *[run.name for run in runs]], comparison_rows(runs))
     lines += verification_section(runs, out_dir)
     lines += transfer_section(runs)
     lines += ijb_section(runs)

@@ -12,7 +12,7 @@ from facebench.errors import DataError
 from facebench.eval.identification import identification_metrics
 from facebench.eval.uniform import uniform_metrics
 from facebench.eval.verification import evaluate_verification, transfer_table
-from facebench.report import render_report
+from facebench.report import comparison_table, render_report
 from facebench.report.jsonio import read_json, write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,10 +60,16 @@ def test_two_runs_side_by_side(tmp_path):
     b = write_run(str(tmp_path / "arcface"), 1.2, 5)
     path = render_report([a, b], str(tmp_path / "out"))
     text = Path(path).read_text()
-    assert "| data set | bce | arcface |" in text
     lfw_a = read_json(os.path.join(a, "reports", "lfw.json"))
-    assert f"{100 * lfw_a['accuracy_10fold_mean']:.2f}" in text
-    assert f"τ {lfw_a['global_threshold']:.3f}" in text
+    lfw_b = read_json(os.path.join(b, "reports", "lfw.json"))
+    table = comparison_table([a, b])
+    assert table in text
+    row = next(line for line in table.splitlines() if line.startswith("| lfw: 10-fold"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    for cell, r in zip(cells[1:], (lfw_a, lfw_b), strict=True):
+        mean, std = r["accuracy_10fold_mean"], r["accuracy_10fold_std"]
+        assert cell == f"{100 * mean:.2f} ± {100 * std:.2f}"
+    assert f"({lfw_a['global_threshold']:.3f})" in table
     assert "### Threshold transfer: bce" in text and "## Uniform classification" in text
     assert "## Identification" in text
     figures = sorted(os.listdir(tmp_path / "out" / "figures"))
@@ -80,7 +86,7 @@ def test_cli_names_and_errors(tmp_path, capsys):
     out = str(tmp_path / "out")
     assert main(["report", os.path.join(a, "reports"), "--out", out, "--name", "mine"]) == 0
     assert "report.md" in capsys.readouterr().out
-    assert "| data set | mine |" in Path(out, "report.md").read_text()
+    assert "| metric | mine |" in Path(out, "report.md").read_text()
     os.makedirs(tmp_path / "empty")
     assert main(["report", str(tmp_path / "empty"), "--out", out]) == 2
     assert "no JSON reports" in capsys.readouterr().err
