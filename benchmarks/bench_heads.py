@@ -1,15 +1,19 @@
 """Step time (forward + backward) and peak memory of every head; BCE heads as a ratio to CosFace.
 
-512-d embeddings, batch 256, K = 100K and 1M classes at sample ratio r = 1 and 0.1. Each
-configuration runs in its own forked process so that its peak memory is its own. Step time is
-the fastest of the timed steps (the least disturbed by other load on a shared machine). On CPU the
-figure is the process's peak resident set (``ru_maxrss``) minus the resident set once the head
-and the batch exist, i.e. what one training step adds (logits, gradients, temporaries); on CUDA
-it is ``torch.cuda.max_memory_allocated`` over the step. The parent only forks and collects,
-so no OpenMP pool exists before a fork.
+512-d embeddings, batch 256, K = 100K and 1M classes at sample ratio r = 1 and 0.1.
+
+- Time: for each (K, r) one process builds every head around ONE shared weight Parameter and
+  times them round-robin (the order rotates each round), so load from other work on a shared
+  machine hits all heads alike; a head's figure is its fastest step, the ratio to CosFace is
+  taken within that process.
+- Memory: each (K, r, head) runs one warm-up and one step in its own forked process. On CPU the
+  figure is the peak resident set (``ru_maxrss``) minus the resident set once the head and batch
+  exist, i.e. what a step adds (logits, the dense weight gradient, the normalized weight copy,
+  temporaries); on CUDA it is ``torch.cuda.max_memory_allocated`` over the steps minus the
+  memory allocated before them. The parent only forks and collects (no OpenMP pool before a fork).
 
     python benchmarks/bench_heads.py --quick             # K = 10K and 100K, batch 64
-    python benchmarks/bench_heads.py                     # full size: needs ~12 GB free for 1M
+    python benchmarks/bench_heads.py                     # full size: ~12 GB free for K = 1M
     python benchmarks/bench_heads.py --classes 100000    # one class count
 """
 
@@ -37,50 +41,73 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure_head(name, num_classes, ratio, dim, batch, steps, device, threads) -> dict:
-    """Fastest step seconds and peak extra memory of ``steps`` forward+backward passes."""
-    if threads:
-        torch.set_num_threads(threads)
+def make_batch(num_classes, dim, batch, device):
+    """Embeddings requiring a gradient and random labels."""
     torch.manual_seed(0)
-    params = {"sample_ratio": ratio}
-    head = build_head(name, dim, num_classes, **params).to(device).train()
     embeddings = torch.randn(batch, dim, device=device, requires_grad=True)
-    labels = torch.randint(0, num_classes, (batch,), device=device)
+    return embeddings, torch.randint(0, num_classes, (batch,), device=device)
+
+
+def one_step(head, embeddings, labels, device) -> float:
+    """Seconds of one forward + backward."""
+    head.zero_grad(set_to_none=True)
+    embeddings.grad = None
+    start = time.perf_counter()
+    head(embeddings, labels).backward()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def time_heads(names, num_classes, ratio, dim, batch, rounds, device) -> dict:
+    """Fastest step seconds per head, heads sharing one weight and interleaved round-robin."""
+    embeddings, labels = make_batch(num_classes, dim, batch, device)
+    heads = {n: build_head(n, dim, num_classes, sample_ratio=ratio).to(device) for n in names}
+    shared = next(iter(heads.values())).weight
+    for head in heads.values():
+        head.weight = shared
+    for head in heads.values():  # warm-up
+        one_step(head, embeddings, labels, device)
+    best = dict.fromkeys(names, float("inf"))
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            best[name] = min(best[name], one_step(heads[name], embeddings, labels, device))
+    return best
+
+
+def peak_step_memory(name, num_classes, ratio, dim, batch, device) -> int:
+    """Bytes a warm-up step and a second step add at their peak (see the module docstring)."""
+    embeddings, labels = make_batch(num_classes, dim, batch, device)
+    head = build_head(name, dim, num_classes, sample_ratio=ratio).to(device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
         base = resident_bytes()
-    times = []
-    for _ in range(steps + 1):  # the first step is a warm-up
-        head.zero_grad(set_to_none=True)
-        embeddings.grad = None
-        start = time.perf_counter()
-        head(embeddings, labels).backward()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    for _ in range(2):
+        one_step(head, embeddings, labels, device)
     if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"seconds": min(times[1:]), "peak_bytes": peak}
+        return torch.cuda.max_memory_allocated() - base
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
 
 
-def _child(connection, *args):
+def _child(connection, threads, function, *args):
+    if threads:
+        torch.set_num_threads(threads)
     try:
-        connection.send(measure_head(*args))
+        connection.send(function(*args))
     except Exception as error:  # reported by the parent, which keeps going
         connection.send({"error": f"{type(error).__name__}: {error}"})
     connection.close()
 
 
-def measure_in_child(*args) -> dict:
-    """Run :func:`measure_head` in a forked process (its own peak memory)."""
+def in_child(threads, function, *args):
+    """``function(*args)`` in a forked process; ``{"error": ...}`` if it fails or dies."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sender, *args))
+    process = context.Process(target=_child, args=(sender, threads, function, *args))
     process.start()
     sender.close()
     try:
@@ -96,13 +123,21 @@ def run(args) -> list[dict]:
     rows = []
     for num_classes in args.classes:
         for ratio in args.ratios:
+            shape = (num_classes, ratio, args.dim, args.batch)
+            times = in_child(args.threads, time_heads, args.heads, *shape, args.rounds, args.device)
             group = []
             for name in args.heads:
-                result = measure_in_child(
-                    name, num_classes, ratio, args.dim, args.batch, args.steps, args.device,
-                    args.threads,
-                )  # fmt: skip
-                group.append({"head": name, "classes": num_classes, "ratio": ratio, **result})
+                row = {"head": name, "classes": num_classes, "ratio": ratio}
+                if "error" in times:
+                    row["error"] = times["error"]
+                else:
+                    row["seconds"] = times[name]
+                memory = in_child(args.threads, peak_step_memory, name, *shape, args.device)
+                if isinstance(memory, dict):
+                    row["error"] = memory["error"]
+                else:
+                    row["peak_bytes"] = memory
+                group.append(row)
             reference = next((r for r in group if r["head"] == REFERENCE_HEAD), None)
             for row in group:
                 if reference and "error" not in row and "error" not in reference:
@@ -153,23 +188,26 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+", default=list(HEADS), help="head names")
     parser.add_argument("--dim", type=int, default=512, help="embedding width")
     parser.add_argument("--batch", type=int, help="batch size (default 256, 64 with --quick)")
-    parser.add_argument("--steps", type=int, help="timed steps after one warm-up (default 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="timed round-robin rounds")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (0: torch default; 1 is steadier on a busy machine)",
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.classes is None:
         args.classes = [10_000, 100_000] if args.quick else [100_000, 1_000_000]
     if args.batch is None:
         args.batch = 64 if args.quick else 256
-    if args.steps is None:
-        args.steps = 4
     if REFERENCE_HEAD not in args.heads:
         args.heads = [REFERENCE_HEAD, *args.heads]
 
     rows = run(args)
     threads = args.threads or torch.get_num_threads()
-    print(f"dim {args.dim}, batch {args.batch}, fastest of {args.steps} timed steps, "
+    print(f"dim {args.dim}, batch {args.batch}, fastest of {args.rounds} interleaved rounds, "
           f"device {args.device}, torch threads {threads}")  # fmt: skip
     print(markdown_table(rows))
     print(bce_summary(rows))

@@ -23,6 +23,7 @@ from facebench.heads.sampling import num_sampled_classes, sample_local_classes
 
 DEFAULT_SCALE = 64.0
 WEIGHT_INIT_STD = 0.01
+NORM_EPS = 1e-12  # as F.normalize: vectors shorter than this are divided by it instead
 BIAS_MODES = ("none", "class", "unified")
 
 
@@ -150,9 +151,13 @@ class ClassifierHead(nn.Module):
             return self.per_sample_loss(logits, rows, cols).mean()
 
     def _class_values(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """(N, C) cosines (normalized) or dot products (linear) against ``weight`` rows."""
+        """(N, C) cosines (normalized) or dot products (linear) against ``weight`` rows.
+
+        Cosines divide the (N, C) products by the row norms instead of normalizing the (C, d)
+        weight: no weight-sized copy, and less work whenever N < d."""
         if self.normalized:
-            return F.normalize(x, dim=1) @ F.normalize(weight, dim=1).t()
+            row_norms = torch.linalg.vector_norm(weight, dim=1).clamp_min(NORM_EPS)
+            return (F.normalize(x, dim=1, eps=NORM_EPS) @ weight.t()) / row_norms
         return x @ weight.t()
 
     def _bias(self, local_rows: torch.Tensor | None) -> torch.Tensor | None:
