@@ -177,3 +177,19 @@ def test_full_state_dict_round_trips_single_process():
     target.load_full_state_dict(source.full_state_dict())
     x, y, _ = make_batch(dtype=torch.float32)
     assert target(x, y).item() == source(x, y).item()
+
+
+def test_spec_rebuilds_the_same_head():
+    head = build_head("bce_d", 4, 5, scale=16.0, margin=0.2, sample_ratio=0.5)
+    spec = head.spec
+    assert spec == {
+        "name": "bce_d",
+        "embedding_size": 4,
+        "num_classes": 5,
+        "params": {"scale": 16.0, "margin": 0.2, "sample_ratio": 0.5},
+    }
+    again = build_head(spec["name"], spec["embedding_size"], spec["num_classes"], **spec["params"])
+    again.load_full_state_dict(head.full_state_dict())
+    x, y, _ = make_batch(dtype=torch.float32)
+    head.eval(), again.eval()
+    assert again(x, y).item() == head(x, y).item()
