@@ -108,7 +108,8 @@ class CosFaceHead(MarginSoftmaxHead):
 class ArcFaceHead(MarginSoftmaxHead):
     """ArcFace: the target logit is γ cos(θ_y + m) (m = 0.5 by default), differentiated through
     cos θ_y. Where θ_y + m would pass π (cos θ_y <= cos(π − m)) the target is cos θ_y − m sin m,
-    InsightFace's rule with easy_margin off: continuous there and still decreasing in θ."""
+    InsightFace's rule with easy_margin off: still decreasing in θ (with a small jump at the
+    switch)."""
 
     default_margin = 0.5
 
