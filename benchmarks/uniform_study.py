@@ -5,7 +5,8 @@ the closed set (all 10 classes) and on the open-set split (6 classes), then meas
 test pack: sample-wise, class-wise (both readings) and uniform accuracy, t*, the learned threshold
 and the feature geometry; and on pairs of held-out classes: 10-fold, global-threshold accuracy and
 TAR@FAR=1e-2. A gamma sweep (normsoftmax vs normalized bce_u) gives the paper's figure 1.
-Writes OUT/table.md, OUT/study.json, OUT/gamma_sweep.png; finished runs are reused on a rerun.
+Writes OUT/table.md, OUT/claims.md (BCE vs SoftMax, verdict per claim), OUT/study.json and
+OUT/gamma_sweep.png; finished runs are reused on a rerun.
 
   python benchmarks/uniform_study.py --out study_out            # the full study (< 60 min)
   python benchmarks/uniform_study.py --quick --out /tmp/smoke   # CI smoke, about 2 minutes
@@ -52,9 +53,9 @@ OPEN_TRAIN_CLASSES = "0-5"
 #: pairs per fold of the held-out bin, epochs, seeds per head, seeds per gamma sweep point.
 SIZES = {
     "full": {
-        "train_per_class": 600,
-        "test_per_class": 500,
-        "pairs_per_half": 150,
+        "train_per_class": 300,
+        "test_per_class": 300,
+        "pairs_per_half": 100,
         "epochs": 5.0,
         "seeds": 3,
         "sweep_seeds": 2,
@@ -329,6 +330,52 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: (BCE head, the SoftMax head it is set against), by table label.
+COMPARISONS = (
+    ("L_bce-u", "L_soft"),
+    ("L_bce-nu", "L_soft-nu"),
+    ("L_bce-nu, m=0.4", "CosFace (L_soft-nu, m=0.4)"),
+)
+#: The metrics the paper's claims are about, and whether higher is better.
+CLAIM_METRICS = (
+    ("sample_accuracy", True),
+    ("uniform_accuracy", True),
+    ("intra_class_cosine", True),
+    ("inter_class_cosine_mean", False),
+    ("inter_class_cosine_max", False),
+    ("verification_accuracy_10fold", True),
+    ("verification_global_accuracy", True),
+    ("verification_tar_at_far_1e-2", True),
+)
+
+
+def verdict(bce: tuple[float, float], soft: tuple[float, float], higher_is_better: bool) -> str:
+    """'held' if BCE's mean is better by more than the larger seed std of the two, 'reversed' if
+    worse by that much, else 'within noise' (a crude rule for 3 seeds, stated in the docs)."""
+    gain = (bce[0] - soft[0]) * (1 if higher_is_better else -1)
+    margin = max(bce[1], soft[1])
+    return "held" if gain > margin else "reversed" if gain < -margin else "within noise"
+
+
+def claims_markdown(rows: list[dict]) -> str:
+    """Per comparison and claim metric: both means ± std, the difference and the verdict."""
+    by_label = {row["head"]: row for row in rows}
+    names = dict(METRICS)
+    lines = ["| BCE head | vs | metric | BCE | SoftMax | BCE − SoftMax | verdict |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for bce_label, soft_label in COMPARISONS:
+        for metric, higher in CLAIM_METRICS:
+            bce, soft = by_label[bce_label][metric], by_label[soft_label][metric]
+            if bce is None or soft is None:
+                continue
+            lines.append(
+                f"| {bce_label} | {soft_label} | {names[metric]} | {bce[0]:.4f} ± {bce[1]:.4f} "
+                f"| {soft[0]:.4f} ± {soft[1]:.4f} | {bce[0] - soft[0]:+.4f} "
+                f"| {verdict(bce, soft, higher)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def sweep_points(results: dict[str, dict], sweep_seeds: int) -> dict:
     """Per sweep head and gamma: mean/std of uniform and sample-wise accuracy."""
     points = {}
@@ -440,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             if i == len(table_runs):  # the table is ready before the sweep ends
                 summary["table"] = summarize(results, size["seeds"])
                 (out / "table.md").write_text(markdown_table(summary["table"]))
+                (out / "claims.md").write_text(claims_markdown(summary["table"]))
                 _write_json(out / "study.json", {**summary, "runs": results})
 
     points = sweep_points(results, size["sweep_seeds"])

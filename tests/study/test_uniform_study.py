@@ -154,3 +154,26 @@ def test_sweep_figure_is_written(tmp_path):
     study.plot_sweep(points, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["sweep.png"]
+
+
+@pytest.mark.parametrize(
+    ("bce", "soft", "higher", "expected"),
+    [
+        ((0.80, 0.01), (0.70, 0.02), True, "held"),
+        ((0.70, 0.01), (0.80, 0.02), True, "reversed"),
+        ((0.71, 0.02), (0.70, 0.01), True, "within noise"),
+        ((0.20, 0.01), (0.50, 0.01), False, "held"),  # lower inter-class cosine is better
+    ],
+)
+def test_verdict(bce, soft, higher, expected):
+    assert study.verdict(bce, soft, higher) == expected
+
+
+def test_claims_table_sets_each_bce_head_against_its_softmax():
+    rows = study.summarize(_fake_results(3), seeds=3)
+    lines = study.claims_markdown(rows).strip().splitlines()
+    # fake results hold uniform accuracy (closed) and global verification accuracy (open) only
+    assert len(lines) == 2 + 2 * len(study.COMPARISONS)
+    first = lines[2].split(" | ")
+    assert first[0] == "| L_bce-u" and first[1] == "L_soft" and first[2] == "uniform acc"
+    assert first[5] == "+0.0100" and first[6] == "within noise |"
