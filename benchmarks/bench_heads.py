@@ -6,7 +6,7 @@
   times them round-robin (the order rotates each round), so load from other work on a shared
   machine hits all heads alike; a head's figure is its fastest step, the ratio to CosFace is
   taken within that process.
-- Memory: each (K, r, head) runs one warm-up and one step in its own forked process. On CPU the
+- Memory: each (K, r, head) runs one step in its own forked process. On CPU the
   figure is the peak resident set (``ru_maxrss``) minus the resident set once the head and batch
   exist, i.e. what a step adds (logits, the dense weight gradient, the normalized weight copy,
   temporaries); on CUDA it is ``torch.cuda.max_memory_allocated`` over the steps minus the
@@ -77,7 +77,7 @@ def time_heads(names, num_classes, ratio, dim, batch, rounds, device) -> dict:
 
 
 def peak_step_memory(name, num_classes, ratio, dim, batch, device) -> int:
-    """Bytes a warm-up step and a second step add at their peak (see the module docstring)."""
+    """Bytes one step adds at its peak (see the module docstring)."""
     embeddings, labels = make_batch(num_classes, dim, batch, device)
     head = build_head(name, dim, num_classes, sample_ratio=ratio).to(device)
     if device.startswith("cuda"):
@@ -86,8 +86,7 @@ def peak_step_memory(name, num_classes, ratio, dim, batch, device) -> int:
         base = torch.cuda.memory_allocated()
     else:
         base = resident_bytes()
-    for _ in range(2):
-        one_step(head, embeddings, labels, device)
+    one_step(head, embeddings, labels, device)  # gradients are set to None before each step
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() - base
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
