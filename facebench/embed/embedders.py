@@ -9,7 +9,11 @@ import numpy as np
 import torch
 
 from facebench.data.images import DEFAULT_CONVENTION, InputConvention
-from facebench.embed.onnx_convention import check_onnx_input, detect_onnx_convention
+from facebench.embed.onnx_convention import (
+    MODEL_NAME_METADATA_KEY,
+    check_onnx_input,
+    detect_onnx_convention,
+)
 from facebench.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
@@ -60,13 +64,16 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         self.path = str(path)
-        self.name = os.path.splitext(os.path.basename(self.path))[0]
         self.convention = convention or detect_onnx_convention(self.path)
         providers = _onnx_providers(device, ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(self.path, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"{self.path}: onnxruntime cannot load the model ({exc})") from exc
+        stored = self.session.get_modelmeta().custom_metadata_map
+        self.name = (
+            stored.get(MODEL_NAME_METADATA_KEY) or os.path.splitext(os.path.basename(self.path))[0]
+        )
         inp = self.session.get_inputs()[0]
         check_onnx_input(self.path, inp.shape, inp.type, self.convention)
         self.input_name = inp.name

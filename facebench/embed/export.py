@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from facebench.data.images import DEFAULT_CONVENTION, InputConvention
-from facebench.embed.onnx_convention import CONVENTION_METADATA_KEY
+from facebench.embed.onnx_convention import CONVENTION_METADATA_KEY, MODEL_NAME_METADATA_KEY
 from facebench.errors import DataError, ModelError
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def export_onnx(
         graph = onnx.load(tmp)
         for key, value in {
             CONVENTION_METADATA_KEY: json.dumps(onnx_conv.to_dict()),
-            "facebench.model_name": name,
+            MODEL_NAME_METADATA_KEY: name,
             "facebench.training_convention": json.dumps(convention.to_dict()),
         }.items():
             graph.metadata_props.add(key=key, value=value)

@@ -9,6 +9,8 @@ from facebench.errors import ModelError
 
 #: Key of the ONNX metadata entry where facebench stores the input convention of its exports.
 CONVENTION_METADATA_KEY = "facebench.input_convention"
+#: Key of the ONNX metadata entry holding the backbone name of a facebench export.
+MODEL_NAME_METADATA_KEY = "facebench.model_name"
 
 
 def _load_graph(path: str):

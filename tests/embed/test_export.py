@@ -43,6 +43,7 @@ def test_export_matches_torch_on_any_batch_and_loads_in_insightface(
     assert result["max_abs_diff"] <= 1e-4 and os.listdir(tmp_path) == ["m.onnx"]
 
     batch = np.concatenate([real_faces, real_faces[:, :, ::-1]])  # 6 images: a batch never exported
+    assert OnnxEmbedder(path).name == "tiny_face"  # from the file's metadata
     ours = OnnxEmbedder(path).embed(batch)
     ref = TorchEmbedder(tiny_face).embed(batch)
     np.testing.assert_allclose(ours, ref, atol=1e-4)
