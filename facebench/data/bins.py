@@ -11,13 +11,14 @@ import importlib
 import io
 import os
 import pickle
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from facebench.data.folders import temporary_output_dir
+from facebench.data.folders import image_extension, temporary_output_dir
 from facebench.data.images import decode_image, encode_image, read_image
 from facebench.errors import DataError
 
@@ -161,16 +162,9 @@ def write_verification_bin(path: str, images: Sequence, issame: Sequence[bool]) 
 
 def _extension(item) -> str:
     """File extension for a bin entry written to a folder: its own format, PNG for raw arrays."""
-    data = bytes(item) if isinstance(item, (bytes, bytearray)) else None
-    if data is None and item.ndim == 1:
-        data = item.tobytes()
-    if data is None:
+    if isinstance(item, np.ndarray) and item.ndim == 3:
         return ".png"
-    if data.startswith(b"\xff\xd8"):
-        return ".jpg"
-    if data.startswith(b"\x89PNG"):
-        return ".png"
-    return ".bin"
+    return image_extension(bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes())
 
 
 def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
@@ -181,17 +175,21 @@ def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
     vbin = read_verification_bin(path)
     tmp_dir = temporary_output_dir(out_dir)
     width = max(5, len(str(len(vbin))))
-    for i in tqdm(range(len(vbin.images)), desc="bin to folder", disable=not progress):
-        item = vbin.images[i]
-        name = os.path.join(tmp_dir, f"{i // 2:0{width}d}_{i % 2}{_extension(item)}")
-        if isinstance(item, np.ndarray) and item.ndim == 3:
-            data = encode_image(item, ".png")
-        else:
-            data = bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes()
-        with open(name, "wb") as f:
-            f.write(data)
-    with open(os.path.join(tmp_dir, "issame.txt"), "w") as f:
-        f.writelines(f"{int(x)}\n" for x in vbin.issame)
+    try:
+        for i in tqdm(range(len(vbin.images)), desc="bin to folder", disable=not progress):
+            item = vbin.images[i]
+            name = os.path.join(tmp_dir, f"{i // 2:0{width}d}_{i % 2}{_extension(item)}")
+            if isinstance(item, np.ndarray) and item.ndim == 3:
+                data = encode_image(item, ".png")
+            else:
+                data = bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes()
+            with open(name, "wb") as f:
+                f.write(data)
+        with open(os.path.join(tmp_dir, "issame.txt"), "w") as f:
+            f.writelines(f"{int(x)}\n" for x in vbin.issame)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     os.replace(tmp_dir, out_dir)
     return len(vbin)
 
@@ -221,3 +219,23 @@ def folder_to_bin(folder: str, path: str, progress: bool = True) -> int:
                 images.append(f.read())
     write_verification_bin(path, images, [line == "1" for line in lines])
     return len(lines)
+
+
+def describe_bin(path: str, samples: int = 3) -> list[str]:
+    """Human-readable summary lines of a bin: pairs, genuine/impostor, folds, sample decodes."""
+    vbin = read_verification_bin(path)
+    genuine = int(vbin.issame.sum())
+    kinds = {
+        "bytes" if isinstance(x, (bytes, bytearray)) else f"array{x.shape}"
+        for x in vbin.images[:50]
+    }
+    lines = [
+        f"bin: {path}",
+        f"pairs: {len(vbin):,} ({genuine:,} genuine, {len(vbin) - genuine:,} impostor)",
+        f"images: {len(vbin.images):,} stored as {', '.join(sorted(kinds))}",
+    ]
+    step = max(1, len(vbin.images) // max(samples, 1))
+    for i in range(0, len(vbin.images), step)[:samples]:
+        rgb = vbin.decode_one(i)
+        lines.append(f"sample: image {i} (pair {i // 2}): {rgb.shape[0]}x{rgb.shape[1]} RGB")
+    return lines

@@ -3,9 +3,67 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from facebench.data.images import (
+    DEFAULT_CONVENTION,
+    InputConvention,
+    decode_image,
+    hflip,
+    read_image,
+)
+from facebench.data.packs import FacePack, write_face_pack
 from facebench.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: written beside a pack made from a folder: one identity folder name per line, in label order
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """Class names (sorted sub-folders) and ``(path, label)`` of every image, in sorted order."""
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: image folder does not exist")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    samples = []
+    for label, name in enumerate(classes):
+        directory = os.path.join(root, name)
+        for file in sorted(os.listdir(directory)):
+            if file.lower().endswith(IMAGE_EXTENSIONS):
+                samples.append((os.path.join(directory, file), label))
+    if not samples:
+        raise DataError(f"{root}: no images in <identity>/<image> sub-folders")
+    return classes, samples
+
+
+class ImageFolderDataset(Dataset):
+    """Images of ``root/<identity>/<image>`` as ``(float32 (3, H, W) in [-1, 1], label)``."""
+
+    def __init__(
+        self,
+        root: str,
+        random_flip: bool = False,
+        convention: InputConvention = DEFAULT_CONVENTION,
+    ):
+        self.root = str(root)
+        self.classes, self.samples = list_image_folder(self.root)
+        self.random_flip = random_flip
+        self.convention = convention
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        rgb = read_image(path)
+        if self.random_flip and torch.rand(()) < 0.5:
+            rgb = hflip(rgb)
+        return torch.from_numpy(self.convention.apply(rgb[None])[0]), label
 
 
 def temporary_output_dir(out_dir: str) -> str:
@@ -15,3 +73,80 @@ def temporary_output_dir(out_dir: str) -> str:
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+
+
+def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int, int]:
+    """Pack an image folder (files stored byte for byte); returns ``(images, classes)``.
+
+    Every image is decoded once to check it and its size; all must have the same size.
+    """
+    classes, samples = list_image_folder(str(root))
+    size = []
+
+    def checked():
+        for path, label in tqdm(samples, desc="from-folder", unit="img", disable=not progress):
+            with open(path, "rb") as f:
+                data = f.read()
+            shape = decode_image(data, source=path).shape[:2]
+            if size and shape != size[0]:
+                raise DataError(
+                    f"{path}: image is {shape[0]}x{shape[1]}, earlier images are "
+                    f"{size[0][0]}x{size[0][1]}"
+                )
+            size.append(shape)
+            yield label, data
+
+    tmp_dir = temporary_output_dir(out_dir)
+    try:
+        counts = write_face_pack(tmp_dir, checked(), read_image(samples[0][0]).shape[:2])
+        with open(os.path.join(tmp_dir, CLASS_NAMES_FILE), "w") as f:
+            f.writelines(f"{name}\n" for name in classes)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    os.replace(tmp_dir, out_dir)
+    return counts
+
+
+def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple[int, int]:
+    """Write every image of a pack to ``out_dir/<identity>/<key>.<ext>`` byte for byte.
+
+    Identity folders take names from ``classes.txt`` beside the pack when present, else the label.
+    Returns ``(images, identities)``.
+    """
+    pack = FacePack(pack_path)
+    names = _class_names(os.path.dirname(pack.rec_path))
+    tmp_dir = temporary_output_dir(out_dir)
+    labels = set()
+    try:
+        for key in tqdm(pack.image_keys, desc="to-folder", unit="img", disable=not progress):
+            data, label = pack.read_encoded(int(key))
+            name = names[label] if names and label < len(names) else f"{label:07d}"
+            directory = os.path.join(tmp_dir, name)
+            if label not in labels:
+                os.makedirs(directory, exist_ok=True)
+                labels.add(label)
+            with open(os.path.join(directory, f"{int(key)}{image_extension(data)}"), "wb") as f:
+                f.write(data)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    os.replace(tmp_dir, out_dir)
+    return len(pack.image_keys), len(labels)
+
+
+def _class_names(directory: str) -> list[str] | None:
+    path = os.path.join(directory, CLASS_NAMES_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def image_extension(data: bytes) -> str:
+    """File extension for encoded image bytes (JPEG, PNG, BMP, else .jpg)."""
+    if data.startswith(b"\x89PNG"):
+        return ".png"
+    if data.startswith(b"BM"):
+        return ".bmp"
+    return ".jpg"

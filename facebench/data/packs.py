@@ -208,3 +208,40 @@ class PackDataset(Dataset):
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
         return torch.from_numpy(self.convention.apply(rgb[None])[0]), label
+
+
+def describe_pack(path: str, samples: int = 3, scan_limit: int = 100_000) -> list[str]:
+    """Human-readable summary lines of a pack: layout, counts, property, sample decodes."""
+    pack = FacePack(path)
+    reader = pack.reader
+    lines = [f"pack: {pack.rec_path} ({reader.size:,} bytes, {len(reader):,} keys in index)"]
+    if pack.meta is not None:
+        first, end = pack.meta
+        lines.append(
+            f"layout: InsightFace (meta record key 0: images 1..{first - 1}, "
+            f"identity records {first}..{end - 1})"
+        )
+        identities = f"{end - first:,} (identity records)"
+    else:
+        lines.append("layout: plain im2rec (no meta record; every key is an image)")
+        if len(pack) <= scan_limit:
+            labels = {pack.label(int(k)) for k in pack.image_keys}
+            identities = f"{len(labels):,} (distinct labels)"
+        else:
+            identities = "unknown (no meta record; too many images to scan)"
+    lines.append(f"images: {len(pack):,}")
+    lines.append(f"identities: {identities}")
+    if pack.property is not None:
+        classes, height, width = pack.property
+        lines.append(f"property: {classes:,} classes, {height}x{width}")
+    else:
+        lines.append("property: none")
+    step = max(1, len(pack) // max(samples, 1))
+    for key in pack.image_keys[::step][:samples]:
+        rgb, label = pack.read_sample(int(key))
+        mean = ", ".join(f"{m:.0f}" for m in rgb.reshape(-1, 3).mean(0))
+        lines.append(
+            f"sample: key {int(key)} label {label}: {rgb.shape[0]}x{rgb.shape[1]} RGB, "
+            f"mean ({mean})"
+        )
+    return lines

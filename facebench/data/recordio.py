@@ -293,8 +293,8 @@ class IndexedRecordWriter:
         self._file.close()
         with open(self._idx_tmp, "w") as f:
             f.writelines(f"{key}\t{offset}\n" for key, offset in self._entries)
-        os.replace(self._rec_tmp, self.rec_path)
-        os.replace(self._idx_tmp, self.idx_path)
+        publish(self._rec_tmp, self.rec_path)
+        publish(self._idx_tmp, self.idx_path)
 
     def abort(self) -> None:
         """Drop everything written so far."""
@@ -320,3 +320,11 @@ def _temporary_name(path: str) -> str:
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
     os.close(fd)
     return tmp
+
+
+def publish(tmp: str, path: str) -> None:
+    """Give a finished temporary file the usual permissions and rename it to ``path``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
