@@ -62,10 +62,11 @@ def one_step(head, embeddings, labels, device) -> float:
 def time_heads(names, num_classes, ratio, dim, batch, rounds, device) -> dict:
     """Fastest step seconds per head, heads sharing one weight and interleaved round-robin."""
     embeddings, labels = make_batch(num_classes, dim, batch, device)
-    heads = {n: build_head(n, dim, num_classes, sample_ratio=ratio).to(device) for n in names}
-    shared = next(iter(heads.values())).weight
-    for head in heads.values():
-        head.weight = shared
+    heads, shared = {}, None
+    for name in names:  # one weight-sized allocation alive at a time besides the shared one
+        heads[name] = build_head(name, dim, num_classes, sample_ratio=ratio).to(device)
+        shared = heads[name].weight if shared is None else shared
+        heads[name].weight = shared
     for head in heads.values():  # warm-up
         one_step(head, embeddings, labels, device)
     best = dict.fromkeys(names, float("inf"))

@@ -101,8 +101,8 @@ class ClassifierHead(nn.Module):
         self.process_group = process_group
         self.rank, self.world_size = group_rank_and_size(process_group)
         self.class_start, self.num_local = class_slice(self.num_classes, self.world_size, self.rank)
-        weight = torch.randn(self.num_local, self.embedding_size) * WEIGHT_INIT_STD
-        self.weight = nn.Parameter(weight)
+        weight = torch.empty(self.num_local, self.embedding_size)
+        self.weight = nn.Parameter(weight.normal_(0.0, WEIGHT_INIT_STD))
         if bias_init is None:
             bias_init = default_bias_init(self.num_classes)
         bias_value = _config_float("bias_init", bias_init)
