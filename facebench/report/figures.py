@@ -12,8 +12,9 @@ def _figure(width: float = 6.0, height: float = 4.0):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.92)  # fixed: one draw only
     return fig, fig.add_subplot(1, 1, 1)
 
 
@@ -24,7 +25,6 @@ def save_figure(fig, path: str) -> str:
     fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=directory)
     os.close(fd)
     try:
-        fig.tight_layout()
         fig.savefig(tmp, format="png")
         os.replace(tmp, path)
     except BaseException:
@@ -61,11 +61,10 @@ def histogram_figure(
     ``labels[2:]`` are the legend names; each density is normalized to unit area."""
     fig, ax = _figure()
     edges = np.asarray(histogram["edges"])
-    centres, widths = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
     for key, name, colour in zip(labels[:2], labels[2:], ("tab:green", "tab:red"), strict=True):
         counts = np.asarray(histogram[key], dtype=float)
-        density = counts / max(counts.sum(), 1) / widths
-        ax.bar(centres, density, width=widths, alpha=0.5, color=colour, label=f"{name}")
+        density = counts / max(counts.sum(), 1) / np.diff(edges)
+        ax.stairs(density, edges, fill=True, alpha=0.5, color=colour, label=name)
     styles = iter(("-", "--", ":", "-."))
     for name, value in thresholds.items():
         if value is not None:

@@ -82,16 +82,21 @@ def test_two_runs_side_by_side(tmp_path):
 
 
 def test_cli_names_and_errors(tmp_path, capsys):
-    a = write_run(str(tmp_path / "run"), 1.0, 2)
+    g = np.random.default_rng(0).normal(size=(30, 8))
+    ident = identification_metrics(g, np.arange(30), g + 0.1, np.arange(30))
+    a = write_json(str(tmp_path / "run" / "reports" / "identification.json"), ident)
     out = str(tmp_path / "out")
-    assert main(["report", os.path.join(a, "reports"), "--out", out, "--name", "mine"]) == 0
+    assert main(["report", a, "--out", out, "--name", "mine"]) == 0  # one JSON file: no figures
     assert "report.md" in capsys.readouterr().out
-    assert "| metric | mine |" in Path(out, "report.md").read_text()
+    text = Path(out, "report.md").read_text()
+    assert "| metric | mine |" in text and "| rank-1 (closed set) | 100.00 |" in text
     os.makedirs(tmp_path / "empty")
     assert main(["report", str(tmp_path / "empty"), "--out", out]) == 2
     assert "no JSON reports" in capsys.readouterr().err
     with pytest.raises(DataError, match="share the name"):
         render_report([a, a], out)
+    with pytest.raises(DataError, match="1 names for 2 runs"):
+        render_report([a, a], out, names=["x"])
 
 
 def test_json_round_trip_and_strictness(tmp_path):
