@@ -17,10 +17,9 @@ import json
 import os
 import resource
 import statistics
-import time
 
 import torch
-from matmul_peak import measure_peaks
+from matmul_peak import CLOCKS, measure_peaks
 from torch import nn
 
 from facebench.models import build_backbone
@@ -39,8 +38,10 @@ def train_step_seconds(
     warmup: int,
     channels_last: bool = False,
     device: str = "cpu",
+    clock: str = "wall",
 ) -> list[float]:
     """Seconds of each timed train step of backbone ``name`` (after ``warmup`` untimed steps)."""
+    now = CLOCKS[clock]
     torch.manual_seed(0)
     backbone = build_backbone(name).to(device).train()
     head = nn.Linear(512, NUM_CLASSES).to(device)
@@ -59,7 +60,7 @@ def train_step_seconds(
     )
     times = []
     for step in range(warmup + steps):
-        start = time.perf_counter()
+        start = now()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = nn.functional.cross_entropy(head(backbone(images)), labels)
@@ -68,7 +69,7 @@ def train_step_seconds(
         if device_type == "cuda":
             torch.cuda.synchronize()
         if step >= warmup:
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
     return times
 
 
@@ -87,11 +88,20 @@ def main() -> None:
     )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="wall time, or process CPU time (use with --threads 1 under load)",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--quick", action="store_true", help="batch 4, 1 timed step: smoke run")
     args = parser.parse_args()
     if args.quick:
         args.batch, args.steps, args.warmup = 4, 1, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()[0]
     peaks = measure_peaks(1024 if args.quick else 2048, 2 if args.quick else 5, args.device)
