@@ -56,7 +56,7 @@ SIZES = {
         "train_per_class": 300,
         "test_per_class": 300,
         "pairs_per_half": 100,
-        "epochs": 5.0,
+        "epochs": 3.0,
         "seeds": 3,
         "sweep_seeds": 2,
     },
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep-seeds", type=int, help="seeds per gamma sweep point (default 2; --quick: 1)"
     )
-    parser.add_argument("--epochs", type=float, help="training epochs (default 5; --quick: 1)")
+    parser.add_argument("--epochs", type=float, help="training epochs (default 3; --quick: 1)")
     parser.add_argument("--out", default="study_out", help="output directory (default study_out)")
     parser.add_argument("--idx", default=DEFAULT_IDX, help="MNIST-format idx set directory")
     parser.add_argument(
