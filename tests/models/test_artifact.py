@@ -282,3 +282,22 @@ def test_head_that_does_not_fit_its_state(tmp_path):
     save_model_artifact(path, _trained_backbone(), "tiny_face", KWARGS, CONVENTION, {}, head=state)
     with pytest.raises(ModelError, match=r"m\.pt: cannot rebuild head 'bce_u'"):
         load_head_from_artifact(path)
+
+
+def test_ddp_wrapper_is_unwrapped(tmp_path):
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already set up in this process")
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        model = _trained_backbone()
+        wrapped = nn.parallel.DistributedDataParallel(model)
+        save_model_artifact(tmp_path / "m.pt", wrapped, "tiny_face", KWARGS, CONVENTION, {})
+    finally:
+        dist.destroy_process_group()
+    loaded, _ = load_model_artifact(tmp_path / "m.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(_images()), model.eval()(_images()))
