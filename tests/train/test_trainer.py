@@ -148,15 +148,9 @@ def test_gradient_clipping_bounds_the_update(recipe_file, data_root, tmp_path):
     assert float(moved) == pytest.approx(lr * clip, rel=1e-3)
 
 
-def test_bf16_autocast_trains_on_cpu(recipe_file, data_root, tmp_path):
-    result = _run(
-        recipe_file,
-        data_root,
-        tmp_path / "run",
-        "train.max_steps=3",
-        "train.amp=bf16",
-        "eval.bins=[]",
-    )
+def test_bf16_autocast_and_adamw_train_on_cpu(recipe_file, data_root, tmp_path):
+    sets = ["train.max_steps=3", "train.amp=bf16", "optim.name=adamw", "optim.lr=1e-3"]
+    result = _run(recipe_file, data_root, tmp_path / "run", *sets, "eval.bins=[]")
     assert all(math.isfinite(x) for x in result.losses)
 
 
