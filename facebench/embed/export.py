@@ -122,7 +122,7 @@ def export_onnx(
         got = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images)})[0]
         single = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images[:1])})[0]
         max_diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
-        log.info(
+        log.debug(
             "onnxruntime vs PyTorch on %d images: max abs difference %.3g", len(images), max_diff
         )
         if not max_diff <= tolerance:

@@ -167,9 +167,12 @@ class Gallery:
             (size,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(size))
             dim, factory, identities = header["dim"], header["factory"], header["identities"]
+        except (struct.error, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: corrupt gallery index (bad header)") from exc
+        try:
             index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
-        except (struct.error, ValueError, RuntimeError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}: corrupt gallery index ({type(exc).__name__})") from exc
+        except RuntimeError as exc:
+            raise DataError(f"{path}: corrupt gallery index (faiss cannot read it back)") from exc
         if f.read(1):
             raise DataError(f"{path}: corrupt gallery index (bytes after the faiss index)")
         gallery = cls.__new__(cls)

@@ -17,6 +17,14 @@ from facebench.search.gallery import UNKNOWN, Gallery, decide
 log = logging.getLogger(__name__)
 
 
+def _check_dim(gallery: Gallery, emb: np.ndarray, emb_path: str, index_path: str) -> None:
+    if emb.shape[1] != gallery.dim:
+        raise DataError(
+            f"{emb_path}: {emb.shape[1]}-d embeddings, the gallery {index_path} holds "
+            f"{gallery.dim}-d ones (same model?)"
+        )
+
+
 def identities_from_sidecar(meta: dict | None, path: str) -> list:
     """Row identities of an embedding file: the sidecar's ``identities``, else its ``labels``."""
     for key in ("identities", "labels"):
@@ -43,6 +51,7 @@ def add_to_gallery(index_path: str, embeddings_path: str, sidecar: str | None = 
     """Append embeddings (with sidecar identities) to a saved gallery, in place (atomically)."""
     gallery = Gallery.load(index_path)
     emb, meta = load_embeddings(embeddings_path, sidecar)
+    _check_dim(gallery, emb, embeddings_path, index_path)
     gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
     gallery.save(index_path)
     return gallery
@@ -86,6 +95,7 @@ def search_probes(
     if search_params:
         gallery.set_search_params(search_params)
     probes, meta = load_embeddings(probes_path, sidecar)
+    _check_dim(gallery, probes, probes_path, index_path)
     cosines, identities = gallery.search(probes, top_k)
     names = _probe_names(meta, len(probes))
     decisions = decide(cosines[:, 0], identities[:, 0], threshold)

@@ -200,19 +200,13 @@ def test_bad_inputs_give_one_line_errors(files, capsys):
         ],
         capsys,
     )
-    assert "do not match the gallery dimension 32" in line
-    line = error_line(
-        [
-            "index",
-            "add",
-            "--index",
-            str(files / "g.index"),
-            "--embeddings",
-            str(files / "wide.npy"),
-        ],
-        capsys,
-    )
-    assert "wide.npy: no identities" in line
+    assert "wide.npy: 64-d embeddings, the gallery" in line and "holds 32-d" in line
+    add = ["index", "add", "--index", str(files / "g.index"), "--embeddings"]
+    line = error_line([*add, str(files / "wide.npy")], capsys)
+    assert "wide.npy: 64-d embeddings" in line
+    save_embeddings(str(files / "nolabels.npy"), unit_rows(2, 32, 5), {})
+    line = error_line([*add, str(files / "nolabels.npy")], capsys)
+    assert "nolabels.npy: no identities" in line
 
     data = (files / "g.index").read_bytes()
     (files / "cut.index").write_bytes(data[:-40])
