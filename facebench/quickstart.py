@@ -177,15 +177,16 @@ def run_quickstart(
     out = Path(out).absolute()
     recipes = Path(recipes_dir) if recipes_dir else default_recipes_dir()
     _check_output(out)
+    recipe_files = [recipes / "synth" / f"{head}.yaml" for head in HEADS]
+    for recipe in recipe_files:
+        if not recipe.is_file():
+            raise ConfigError(f"{recipe}: quickstart recipe missing (see --recipes)")
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     started = time.perf_counter()
     try:
         data = ensure_synthetic_data(Path(data_dir).absolute() / f"synth-{size}", chosen.synth)
         runs = []
-        for head in HEADS:
-            recipe = recipes / "synth" / f"{head}.yaml"
-            if not recipe.exists():
-                raise ConfigError(f"{recipe}: quickstart recipe missing (see --recipes)")
+        for head, recipe in zip(HEADS, recipe_files, strict=True):
             log.info("training %s", head)
             result = train(
                 recipe,
