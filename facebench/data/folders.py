@@ -111,13 +111,15 @@ def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int,
 def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple[int, int]:
     """Write every image of a pack to ``out_dir/<identity>/<key>.<ext>`` byte for byte.
 
-    Identity folders take names from ``classes.txt`` beside the pack when present, else the label.
+    Identity folders take names from ``classes.txt`` beside the pack when present, else the label;
+    keys are zero-padded so names sort in key order (from-folder then rebuilds the same pack).
     Returns ``(images, identities)``.
     """
     pack = FacePack(pack_path)
     names = _class_names(os.path.dirname(pack.rec_path))
     tmp_dir = temporary_output_dir(out_dir)
     labels = set()
+    width = len(str(int(pack.image_keys.max()))) if len(pack.image_keys) else 1
     try:
         for key in tqdm(pack.image_keys, desc="to-folder", unit="img", disable=not progress):
             data, label = pack.read_encoded(int(key))
@@ -126,7 +128,8 @@ def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple
             if label not in labels:
                 os.makedirs(directory, exist_ok=True)
                 labels.add(label)
-            with open(os.path.join(directory, f"{int(key)}{image_extension(data)}"), "wb") as f:
+            file_name = f"{int(key):0{width}d}{image_extension(data)}"
+            with open(os.path.join(directory, file_name), "wb") as f:
                 f.write(data)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
