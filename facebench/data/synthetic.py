@@ -705,5 +705,5 @@ def write_synthetic_dataset(out_dir: str, cfg: SynthConfig, workers: int = 1) ->
     with open(tmp, "w") as f:
         json.dump(summary, f, indent=2)
     os.replace(tmp, os.path.join(out_dir, "synth.json"))
-    log.info("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])
+    log.debug("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])
     return summary
