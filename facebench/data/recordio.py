@@ -8,6 +8,7 @@ writes them. The ``.idx`` file maps integer keys to the byte offset of a record'
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -97,14 +98,15 @@ def read_index(idx_path: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{idx_path}: index file is missing") from exc
     except OSError as exc:
         raise DataError(f"{idx_path}: cannot read index ({exc.strerror})") from exc
-    lines = text.splitlines()
-    tokens = text.split()
     try:
-        if len(tokens) != 2 * (len(lines) - lines.count(b"")):
-            raise ValueError("a line without exactly two fields")
-        table = np.array(tokens, dtype=np.int64).reshape(-1, 2)
+        if not text.strip():
+            table = np.zeros((0, 2), dtype=np.int64)
+        else:
+            table = np.loadtxt(io.BytesIO(text), dtype=np.int64, ndmin=2, comments=None)
+        if table.shape[1] != 2:
+            raise ValueError("not two columns")
     except ValueError:
-        table = _parse_index_lines(lines, idx_path)
+        table = _parse_index_lines(text.splitlines(), idx_path)
     if table.size and (table[:, 1] < 0).any():
         row = int(np.argmax(table[:, 1] < 0))
         raise DataError(f"{idx_path}: key {table[row, 0]} has negative offset {table[row, 1]}")
@@ -135,16 +137,19 @@ class _KeyTable:
     def __init__(self, keys: np.ndarray, offsets: np.ndarray, source: str):
         self.low = int(keys.min()) if keys.size else 0
         span = int(keys.max()) - self.low + 1 if keys.size else 0
-        if keys.size and len(np.unique(keys)) != keys.size:
-            values, counts = np.unique(keys, return_counts=True)
-            raise DataError(f"{source}: key {int(values[counts > 1][0])} appears more than once")
         self.dense = None
         self.sparse = None
         if keys.size == 0 or keys.size >= _DENSE_FILL * span:
             self.dense = np.full(span, -1, dtype=np.int64)
             self.dense[keys - self.low] = offsets
+            distinct = int(np.count_nonzero(self.dense >= 0))
         else:
             self.sparse = dict(zip(keys.tolist(), offsets.tolist(), strict=True))
+            distinct = len(self.sparse)
+        if distinct != keys.size:
+            ordered = np.sort(keys)
+            duplicate = int(ordered[1:][ordered[1:] == ordered[:-1]][0])
+            raise DataError(f"{source}: key {duplicate} appears more than once")
 
     def get(self, key: int) -> int:
         """The offset of ``key`` or -1."""

@@ -218,3 +218,10 @@ def test_sparse_keys_lookup(tmp_path):
     for key in keys:
         assert reader.read(key) == str(key).encode()
     assert 4 not in reader
+
+
+def test_duplicate_key_in_index(hand_built):
+    rec, _, _ = hand_built
+    rec.with_suffix(".idx").write_text("5\t0\n2\t0\n5\t0\n")
+    with pytest.raises(DataError, match=r"p\.idx: key 5 appears more than once"):
+        IndexedRecordReader(rec)
