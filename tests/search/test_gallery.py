@@ -130,3 +130,21 @@ def test_corrupt_files_raise_data_error(tmp_path):
             Gallery.load(str(path))
     with pytest.raises(DataError, match="cannot open"):
         Gallery.load(str(tmp_path / "missing.index"))
+
+
+@pytest.mark.parametrize("factory", ["PQ4x4", "HNSW8", "IVF4,PQ4x4"])
+def test_approximate_factories_train_and_find_their_own_rows(factory, tmp_path):
+    g = unit_rows(300, 16, 11)
+    gallery = Gallery(16, factory)
+    gallery.add(g, np.arange(300))
+    assert gallery.index.is_trained
+    if factory.startswith("IVF"):
+        gallery.set_search_params("nprobe=4")
+    cos, found = gallery.search(g[:50], 5)
+    assert (found[:, 0] == np.arange(50)).mean() > 0.7  # approximate, but mostly itself
+    assert np.all(np.diff(cos, axis=1) <= 1e-6)  # descending
+    gallery.save(str(tmp_path / "a.index"))
+    loaded = Gallery.load(str(tmp_path / "a.index"))
+    if factory.startswith("IVF"):
+        loaded.set_search_params("nprobe=4")  # search parameters are not stored in the file
+    np.testing.assert_array_equal(loaded.search(g[:50], 5)[1], found)
