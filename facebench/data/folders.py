@@ -16,6 +16,7 @@ from facebench.data.images import (
     decode_image,
     hflip,
     read_image,
+    to_tensor,
 )
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.errors import DataError
@@ -63,7 +64,7 @@ class ImageFolderDataset(Dataset):
         rgb = read_image(path)
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
-        return torch.from_numpy(self.convention.apply(rgb[None])[0]), label
+        return to_tensor(rgb, self.convention), label
 
 
 def temporary_output_dir(out_dir: str) -> str:

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facebench.data.images import DEFAULT_CONVENTION, InputConvention, decode_image, hflip
+from facebench.data.images import (
+    DEFAULT_CONVENTION,
+    InputConvention,
+    decode_image,
+    hflip,
+    to_tensor,
+)
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
 
@@ -207,7 +213,7 @@ class PackDataset(Dataset):
         rgb, label = self.pack.read_sample(int(self.pack.image_keys[index]))
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
-        return torch.from_numpy(self.convention.apply(rgb[None])[0]), label
+        return to_tensor(rgb, self.convention), label
 
 
 def describe_pack(path: str, samples: int = 3, scan_limit: int = 100_000) -> list[str]:
