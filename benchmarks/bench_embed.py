@@ -66,7 +66,7 @@ def calibrate_batchnorm(module: torch.nn.Module, batch: np.ndarray) -> None:
     module.eval()
 
 
-def bench_models(batch_size: int, repeats: int, peaks: dict, device: str) -> list[dict]:
+def bench_models(batch_size: int, repeats: int, device: str) -> list[dict]:
     rows = []
     batch = face_batch(batch_size)
     for name in MODELS:
@@ -87,22 +87,30 @@ def bench_models(batch_size: int, repeats: int, peaks: dict, device: str) -> lis
             runs["onnxruntime float32"] = (OnnxEmbedder(path), "float32")
             for label, (embedder, precision) in runs.items():
                 ips = images_per_second(embedder, batch, repeats)
-                limit = peaks[precision] / flops
                 rows.append(
                     {
                         "model": name,
                         "runtime": label,
+                        "precision": precision,
                         "images_per_s": ips,
                         "flops_per_image": flops,
-                        "limit_images_per_s": limit,
-                        "fraction_of_limit": ips / limit,
                         "export_max_abs_diff": check["max_abs_diff"],
                     }
                 )
-                print(
-                    f"{name:14s} {label:20s} {ips:9.1f} {limit:9.1f} {ips / limit:8.1%}", flush=True
-                )
+                print(f"  measured {name} {label}: {ips:.1f} images/s", flush=True)
     return rows
+
+
+def add_limits(rows: list[dict], peaks: dict) -> None:
+    """FLOPs-bound images/s (peak / FLOPs per image) and the fraction reached, printed."""
+    print(f"{'model':14s} {'runtime':20s} {'images/s':>9s} {'limit':>9s} {'of limit':>8s}")
+    for row in rows:
+        row["limit_images_per_s"] = peaks[row["precision"]] / row["flops_per_image"]
+        row["fraction_of_limit"] = row["images_per_s"] / row["limit_images_per_s"]
+        print(
+            f"{row['model']:14s} {row['runtime']:20s} {row['images_per_s']:9.1f} "
+            f"{row['limit_images_per_s']:9.1f} {row['fraction_of_limit']:8.1%}"
+        )
 
 
 def bench_faiss(n: int, dim: int, n_probes: int, nlist: int) -> list[dict]:
@@ -162,11 +170,17 @@ def main() -> None:
     batch, repeats = (8, 2) if args.quick else (32, 3)
     n, probes, nlist = (100_000, 200, 256) if args.quick else (1_000_000, 1000, 1024)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    peaks = measure_peaks(1024 if args.quick else 2048, 2 if args.quick else 5, args.device)
-    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    size, reps = (1024, 2) if args.quick else (2048, 5)
+    before = measure_peaks(size, reps, args.device)
     print(f"batch {batch}, forward passes (a flip-summed face costs two)")
-    print(f"{'model':14s} {'runtime':20s} {'images/s':>9s} {'limit':>9s} {'of limit':>8s}")
-    model_rows = bench_models(batch, repeats, peaks, args.device)
+    model_rows = bench_models(batch, repeats, args.device)
+    after = measure_peaks(size, reps, args.device)
+    peaks = {k: max(before[k], after[k]) for k in before}  # a shared machine depresses either
+    print(
+        "matmul peak (best of before/after the models): "
+        + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+    )
+    add_limits(model_rows, peaks)
     print(f"faiss gallery {n} x 512, inner product on unit rows")
     faiss_rows = bench_faiss(n, 512, probes, nlist)
     print(f"load average after {os.getloadavg()[0]:.2f}")

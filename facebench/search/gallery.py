@@ -15,6 +15,7 @@ from facebench.errors import DataError
 UNKNOWN = "unknown"
 
 _MAGIC = b"FBGALLERY\x01"
+_CHUNK = 65536
 
 
 def _as_identities(identities, count: int) -> np.ndarray:
@@ -51,18 +52,24 @@ class Gallery:
         return int(self.index.ntotal)
 
     def _check(self, embeddings: np.ndarray, what: str) -> np.ndarray:
-        """float32 unit rows of width ``dim``, or a DataError naming the mismatch."""
+        """The rows as an array of width ``dim`` with finite values, or a DataError (no copy)."""
         x = np.asarray(embeddings)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DataError(
                 f"{what}: embeddings of shape {x.shape} do not match the gallery dimension "
                 f"{self.dim}"
             )
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise DataError(f"{what}: embeddings contain NaN or infinity")
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.ascontiguousarray(x / np.maximum(norms, 1e-12))
+        for start in range(0, len(x), _CHUNK):
+            if not np.isfinite(x[start : start + _CHUNK]).all():
+                raise DataError(f"{what}: embeddings contain NaN or infinity")
+        return x
+
+    @staticmethod
+    def _unit(x: np.ndarray) -> np.ndarray:
+        """float32 copies of the rows divided by their L2 norms."""
+        x = np.array(x, dtype=np.float32)
+        x /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x))[:, None], 1e-12)
+        return x
 
     def add(self, embeddings: np.ndarray, identities) -> None:
         """Append embeddings (normalized here) and their identities; trains IVF/PQ on first use."""
@@ -76,11 +83,12 @@ class Gallery:
         if not self.index.is_trained:
             self.train(x)
         self.identities = np.concatenate([self.identities, ids]) if len(self) else ids
-        self.index.add(x)
+        for start in range(0, len(x), _CHUNK):  # chunks: no full-size temporaries for 1M rows
+            self.index.add(self._unit(x[start : start + _CHUNK]))
 
     def train(self, embeddings: np.ndarray) -> None:
         """Train the index (IVF centroids, PQ codebooks) on representative embeddings."""
-        x = self._check(embeddings, "gallery train")
+        x = self._unit(self._check(embeddings, "gallery train"))
         try:
             self.index.train(x)
         except RuntimeError as exc:
@@ -107,7 +115,7 @@ class Gallery:
         """
         if len(self) == 0:
             raise DataError("gallery: the gallery is empty")
-        x = self._check(probes, "search")
+        x = self._unit(self._check(probes, "search"))
         k = max(1, min(int(k), len(self)))
         cosines, rows = self.index.search(x, k)
         found = rows >= 0
