@@ -448,6 +448,17 @@ def main(argv: list[str] | None = None) -> int:
         "--sweep-seeds", type=int, help="seeds per gamma sweep point (default 2; --quick: 1)"
     )
     parser.add_argument("--epochs", type=float, help="training epochs (default 3; --quick: 1)")
+    parser.add_argument(
+        "--train-per-class", type=int, help="training images per class (default 300; --quick: 40)"
+    )
+    parser.add_argument(
+        "--test-per-class", type=int, help="test images per class (default 300; --quick: 30)"
+    )
+    parser.add_argument(
+        "--pairs-per-half",
+        type=int,
+        help="genuine (= impostor) pairs per fold of the held-out bin (default 100; --quick: 20)",
+    )
     parser.add_argument("--out", default="study_out", help="output directory (default study_out)")
     parser.add_argument("--idx", default=DEFAULT_IDX, help="MNIST-format idx set directory")
     parser.add_argument(
@@ -456,11 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     size = dict(SIZES["quick" if args.quick else "full"])
-    for key in ("seeds", "sweep_seeds", "epochs"):
+    for key in size:
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
-    if min(size["seeds"], size["sweep_seeds"], args.jobs) < 1 or size["epochs"] <= 0:
-        parser.error("--seeds, --sweep-seeds, --jobs and --epochs must be positive")
+    if min(args.jobs, *size.values()) <= 0:
+        parser.error("--jobs and every size option must be positive")
     out = Path(args.out)
     data_dir, runs_dir = out / "data", out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
