@@ -88,6 +88,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     one_line_error(capsys, base, "exactly one of --model or --embeddings")
 
 
+def test_convention_options_only_for_onnx(tmp_path, model_path, capsys):
+    make_bin(tmp_path / "a.bin", 20, seed=6)
+    argv = ["verify", "--model", model_path, "--bin", str(tmp_path / "a.bin"), "--mean", "0"]
+    one_line_error(capsys, [*argv, "--out", str(tmp_path / "o")], "apply to ONNX models")
+
+
 def test_unknown_onnx_layout_is_one_line_error(tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper

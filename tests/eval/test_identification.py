@@ -88,6 +88,8 @@ def test_string_identities_and_approximate_index():
     assert approx["cmc"] == exact["cmc"]
     coarse = identification_metrics(g, names[gid], p, names[pid], factory="IVF4,Flat")
     assert 0.0 < coarse["recall_at_1_vs_exact"] <= 1.0
+    hnsw = identification_metrics(g, names[gid], p, names[pid], factory="HNSW16")
+    assert hnsw["recall_at_1_vs_exact"] > 0.9 and hnsw["factory"] == "HNSW16"
 
 
 def test_helpers():
