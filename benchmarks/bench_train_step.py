@@ -103,10 +103,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     load_before = os.getloadavg()[0]
-    peaks = measure_peaks(1024 if args.quick else 2048, 2 if args.quick else 5, args.device)
+    peaks = measure_peaks(
+        1024 if args.quick else 2048, 2 if args.quick else 5, args.device, args.clock
+    )
     print(
-        f"threads {torch.get_num_threads()}, batch {args.batch}, "
-        f"channels_last {args.channels_last}, load average {load_before:.2f}"
+        f"threads {torch.get_num_threads()}, batch {args.batch}, channels_last "
+        f"{args.channels_last}, {args.clock} clock, load average {load_before:.2f}"
     )
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     print(
@@ -125,6 +127,7 @@ def main() -> None:
                 args.warmup,
                 args.channels_last,
                 args.device,
+                args.clock,
             )
             step = min(times)  # best of the timed steps, like the matmul peak
             achieved = 3 * 2 * gmacs * 1e9 * args.batch / step
@@ -133,6 +136,7 @@ def main() -> None:
                 "precision": precision,
                 "gmacs": gmacs,
                 "step_s": step,
+                "step_s_all": times,
                 "images_per_s": args.batch / step,
                 "flops_per_s": achieved,
                 "fraction_of_peak": achieved / peaks[precision],
@@ -163,6 +167,8 @@ def main() -> None:
                     "batch": args.batch,
                     "threads": torch.get_num_threads(),
                     "channels_last": args.channels_last,
+                    "clock": args.clock,
+                    "load_average": [load_before, os.getloadavg()[0]],
                     "rows": rows,
                 },
                 f,
