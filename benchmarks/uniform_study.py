@@ -225,9 +225,7 @@ def train_and_evaluate(run: Run, data_dir: Path, runs_dir: Path, epochs: float) 
         "eval_seconds": time.perf_counter() - trained,
         **metrics,
     }
-    tmp = result_path.with_name(".study_result.json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, result_path)
+    _write_json(result_path, result)
     return result
 
 
@@ -248,11 +246,11 @@ def plan_runs(seeds: int, sweep_seeds: int) -> tuple[list[Run], list[Run]]:
     ]
     sweep = [
         Run(
-            f"{Path(recipe).stem}-closed-g{gamma}-s{seed}",
+            sweep_key(recipe, gamma, seed),
             recipe,
             "closed",
             seed,
-            (f"head.params.scale={float(gamma)}",),
+            (f"head.params.scale={gamma:.1f}",),
         )
         for _, recipe in SWEEP
         for gamma in GAMMAS
