@@ -514,8 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     _write_json(out / "study.json", summary)
     print(markdown_table(summary["table"]))
-    print(f"{total} runs in {elapsed / 60:.1f} min; wrote table.md, claims.md, study.json, ")
-    print(f"gamma_sweep.png under {out}")
+    written = "table.md, claims.md, study.json, gamma_sweep.png"
+    print(f"{total} runs in {elapsed / 60:.1f} min; wrote {written} under {out}")
     return 0
 
 
