@@ -43,9 +43,13 @@ class QuickstartSize:
     batch_size: int
 
 
+#: Faces are drawn at 56x56: on 2 CPU cores the tiny backbone trains about four times faster
+#: than at 112x112 and, in the same minutes, separates held-out identities far better.
 SIZES = {
     "default": QuickstartSize(
-        SynthConfig(identities=200, images_per_identity=20, val_identities=100), 8, 128
+        SynthConfig(identities=200, images_per_identity=20, val_identities=100, image_size=56),
+        6,
+        128,
     ),
     "quick": QuickstartSize(
         SynthConfig(
@@ -55,6 +59,7 @@ SIZES = {
             val_identities=20,
             val_images_per_identity=4,
             pairs=200,
+            image_size=56,
         ),
         1,
         32,

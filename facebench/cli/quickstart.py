@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from facebench.quickstart import run_quickstart
+    from facebench.quickstart import HEADS, run_quickstart
     from facebench.report import comparison_table
 
     out = args.out or time.strftime("facebench-quickstart-%Y%m%d-%H%M%S")
@@ -50,6 +50,6 @@ def run(args) -> int:
         device=args.device,
         recipes_dir=args.recipes,
     )
-    print(comparison_table([str(p) for p in sorted((report.parent / "runs").iterdir())]))
+    print(comparison_table([str(report.parent / "runs" / head) for head in HEADS]))
     print(f"report: {report}")
     return 0

@@ -72,10 +72,12 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
                 for r in got
             ]
         )
-        rows.append(
-            [f"{name}: TAR@FAR=1e-3"]
-            + [DASH if r is None else _pct(r.get("tar_at_far", {}).get("1e-03")) for r in got]
-        )
+        far = _strictest_key([r.get("tar_at_far", {}) for r in got if r is not None])
+        if far is not None:
+            rows.append(
+                [f"{name}: TAR@FAR={far}"]
+                + [DASH if r is None else _pct(r.get("tar_at_far", {}).get(far)) for r in got]
+            )
     for name in _datasets(runs, "ijb"):
         got = [run.verification.get(name) for run in runs]
         for key in ("1e-05", "1e-04"):
@@ -94,16 +96,20 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
         for label, key, fmt in fields:
             rows.append([label] + [fmt((run.uniform or {}).get(key)) for run in runs])
     if any(run.identification for run in runs):
-        for label, pick in (
-            ("rank-1 (closed set)", lambda r: r["cmc"].get("1")),
-            ("DIR@FPIR=1e-2", lambda r: r.get("dir_at_fpir", {}).get("1e-02")),
-        ):
-            cells = []
-            for run in runs:
-                first = next(iter(run.identification.values()), None)
-                cells.append(DASH if first is None else _pct(pick(first)))
-            rows.append([label, *cells])
+        firsts = [next(iter(run.identification.values()), None) for run in runs]
+        fpir = _strictest_key([r.get("dir_at_fpir", {}) for r in firsts if r is not None])
+        picks = [("rank-1 (closed set)", lambda r: r["cmc"].get("1"))]
+        if fpir is not None:
+            picks.append((f"DIR@FPIR={fpir}", lambda r: r.get("dir_at_fpir", {}).get(fpir)))
+        for label, pick in picks:
+            rows.append([label] + [DASH if r is None else _pct(pick(r)) for r in firsts])
     return rows
+
+
+def _strictest_key(rates: list[dict]) -> str | None:
+    """The smallest rate key (e.g. "1e-03") that every one of ``rates`` reports, if any."""
+    common = set.intersection(*(set(r) for r in rates)) if rates else set()
+    return min(common, key=float, default=None)
 
 
 def comparison_table(report_dirs: list[str], names: list[str] | None = None) -> str:
@@ -294,7 +300,10 @@ def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None 
     run directory (or report folder, or file); return the Markdown path."""
     runs = _collect(report_dirs, names)
     lines = ["# facebench report", ""]
-    lines += [f"- **{run.name}**: `{path}`" for run, path in zip(runs, report_dirs, strict=True)]
+    lines += [
+        f"- **{run.name}**: `{os.path.relpath(path, out_dir)}`"
+        for run, path in zip(runs, report_dirs, strict=True)
+    ]
     lines += ["", "## Side by side", ""]
     lines += ["Percent; τ and thresholds in cosine. 10-fold: per-fold thresholds (published"]
     lines += ["numbers); global: one oracle threshold for all pairs.", ""]
@@ -310,5 +319,5 @@ def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None 
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines).rstrip() + "\n")
     os.replace(tmp, path)
-    log.info("report: %s", path)
+    log.debug("report: %s", path)
     return path
