@@ -13,7 +13,7 @@ crops of the model's input size (see data_scripts/align.py)."""
 def register(subparsers) -> None:
     import argparse
 
-    from facebench.cli.verify import add_model_arguments
+    from facebench.cli._model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "embed",
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from facebench.cli.verify import embedder_from_args
+    from facebench.cli._model_args import embedder_from_args
     from facebench.embed.pipeline import embed_to_file
     from facebench.embed.sources import open_source
     from facebench.errors import ConfigError

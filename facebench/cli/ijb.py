@@ -13,7 +13,7 @@ threshold, EER, AUC and, when the 1:N lists are present, CMC and rank-1 TPIR@FPI
 def register(subparsers) -> None:
     import argparse
 
-    from facebench.cli.verify import add_model_arguments
+    from facebench.cli._model_args import add_model_arguments
 
     p = subparsers.add_parser(
         "ijb",
@@ -32,7 +32,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import os
 
-    from facebench.cli.verify import embedder_from_args
+    from facebench.cli._model_args import embedder_from_args
     from facebench.eval.ijb import evaluate_ijb
     from facebench.report.jsonio import write_json
 
