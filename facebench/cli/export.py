@@ -43,5 +43,10 @@ def run(args) -> int:
         f"onnxruntime vs PyTorch on {result['images']} real images: max abs difference "
         f"{result['max_abs_diff']:.3g} (tolerance {args.tolerance:g})"
     )
-    print(f"wrote {result['path']} (opset {result['opset']}, dynamic batch; insightface: ok)")
+    insightface = (
+        "loads with insightface.model_zoo.get_model"
+        if result["insightface"]
+        else "input size not supported by insightface's model zoo; onnxruntime only"
+    )
+    print(f"wrote {result['path']} (opset {result['opset']}, dynamic batch; {insightface})")
     return 0

@@ -42,6 +42,13 @@ class ConventionAdapter(nn.Module):
         return self.module(x * self.scale + self.shift)
 
 
+def insightface_accepts(size: tuple[int, int]) -> bool:
+    """Whether insightface's model zoo routes an input of ``size`` to a recognition model:
+    square, a multiple of 16 and at least 112 (smaller CPU models still export for onnxruntime)."""
+    height, width = size
+    return height == width and height % 16 == 0 and height >= 112
+
+
 def _insightface_check(path: str, size: tuple[int, int]) -> None:
     """ModelError unless insightface's model zoo routes ``path`` to a 127.5/127.5 ArcFaceONNX."""
     from insightface.model_zoo import get_model
@@ -73,7 +80,8 @@ def export_onnx(
     """Write ``module`` as ONNX (dynamic batch) to ``out_path`` if it matches PyTorch on images.
 
     ``check_images``: real uint8 RGB ``(N, H, W, 3)`` faces. Raises ModelError, leaving no file,
-    when the largest absolute difference exceeds ``tolerance`` or insightface cannot load it.
+    when the largest absolute difference exceeds ``tolerance`` or insightface cannot load a
+    model whose input size it supports (``result["insightface"]`` says whether it was checked).
     """
     import onnx
     import onnxruntime as ort
@@ -130,7 +138,8 @@ def export_onnx(
                 f"{out_path}: onnxruntime differs from PyTorch by {max_diff:.3g} "
                 f"(> {tolerance:g}; outputs up to {np.abs(expected).max():.3g}); nothing written"
             )
-        if insightface_check:
+        insightface = insightface_check and insightface_accepts(convention.size)
+        if insightface:
             _insightface_check(tmp, convention.size)
         os.replace(tmp, out_path)
     finally:
@@ -142,6 +151,7 @@ def export_onnx(
         "images": len(images),
         "opset": opset,
         "convention": onnx_conv.to_dict(),
+        "insightface": insightface,
     }
 
 

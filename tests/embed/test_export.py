@@ -9,7 +9,7 @@ import torch
 
 from facebench.data.align import insightface_sample_faces
 from facebench.data.images import InputConvention
-from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images
+from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images, export
 from facebench.embed.export import check_images, export_onnx
 from facebench.errors import DataError, ModelError
 from facebench.models import build_backbone
@@ -65,14 +65,17 @@ def test_other_training_convention_is_adapted_to_insightface_input(tmp_path, tin
     assert OnnxEmbedder(path).convention == InputConvention()
 
 
-def test_failed_export_leaves_no_file(tmp_path, tiny_face, real_faces):
+def test_failed_export_leaves_no_file(tmp_path, tiny_face, real_faces, monkeypatch):
     with pytest.raises(ModelError, match="nothing written"):
         export_onnx(tiny_face, str(tmp_path / "m.onnx"), real_faces, tolerance=-1.0)
     assert os.listdir(tmp_path) == []
-    conv = InputConvention(size=(100, 100))  # insightface routes only multiples of 16
-    small = np.zeros((2, 100, 100, 3), np.uint8)
+
+    def refuse(path, size):
+        raise ModelError(f"{path}: insightface does not load it as a recognition model")
+
+    monkeypatch.setattr(export, "_insightface_check", refuse)
     with pytest.raises(ModelError, match="recognition model"):
-        export_onnx(tiny_face, str(tmp_path / "m.onnx"), small, convention=conv)
+        export_onnx(tiny_face, str(tmp_path / "m.onnx"), real_faces)
     assert os.listdir(tmp_path) == []
 
 
@@ -83,3 +86,15 @@ def test_check_images_default_to_aligned_insightface_photos():
     assert np.abs(faces[0].astype(float) - big).mean() < 3.0  # Tom Hanks, re-aligned at 224
     with pytest.raises(DataError, match="give --pack or --bin"):
         check_images(InputConvention(size=(112, 96)))
+
+
+def test_input_insightface_cannot_route_exports_for_onnxruntime_only(tmp_path, tiny_face):
+    faces = np.random.default_rng(0).integers(0, 256, (3, 56, 56, 3), dtype=np.uint8)
+    path = str(tmp_path / "small.onnx")
+    result = export_onnx(tiny_face, path, faces, InputConvention(size=(56, 56)))
+    assert result["insightface"] is False and os.listdir(tmp_path) == ["small.onnx"]
+    np.testing.assert_allclose(
+        OnnxEmbedder(path).embed(faces),
+        TorchEmbedder(tiny_face, InputConvention(size=(56, 56))).embed(faces),
+        atol=1e-4,
+    )
