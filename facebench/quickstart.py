@@ -126,8 +126,10 @@ def identification_split(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.n
     return np.stack(gallery), np.array(gallery_ids), np.stack(probes), np.array(probe_ids)
 
 
-def evaluate_run(run_dir: Path, data_dir: Path, cfg: SynthConfig, device: str) -> dict:
-    """Verification, uniform and identification reports of a trained run, under run/reports."""
+def evaluate_run(run_dir: Path, data_dir: Path, identification_images: tuple, device: str) -> None:
+    """Verification, uniform and identification reports of a trained run, under run/reports.
+
+    ``identification_images``: the :func:`identification_split` shared by every run."""
     from facebench.embed import embed_images, load_embedder
     from facebench.eval.identification import identification_metrics
     from facebench.eval.uniform_model import evaluate_uniform_model
@@ -138,10 +140,10 @@ def evaluate_run(run_dir: Path, data_dir: Path, cfg: SynthConfig, device: str) -
     reports = run_dir / "reports"
     embedder = load_embedder(str(model), device=device)
     bins = sorted(str(p) for p in data_dir.glob("*.bin"))
-    verification = verify_bins(bins, str(reports), embedder=embedder, model_name=run_dir.name)
+    verify_bins(bins, str(reports), embedder=embedder, model_name=run_dir.name)
     uniform = evaluate_uniform_model(str(model), str(data_dir / "test.rec"), device, 64)
     write_json(str(reports / "uniform.json"), uniform)
-    gallery, gallery_ids, probes, probe_ids = identification_split(cfg)
+    gallery, gallery_ids, probes, probe_ids = identification_images
     identification = identification_metrics(
         embed_images(embedder, gallery, progress=False),
         gallery_ids,
@@ -149,7 +151,6 @@ def evaluate_run(run_dir: Path, data_dir: Path, cfg: SynthConfig, device: str) -
         probe_ids,
     )
     write_json(str(reports / "identification.json"), identification)
-    return {"verification": verification, "uniform": uniform, "identification": identification}
 
 
 def _check_output(out: Path) -> None:
@@ -190,6 +191,7 @@ def run_quickstart(
     started = time.perf_counter()
     try:
         data = ensure_synthetic_data(Path(data_dir).absolute() / f"synth-{size}", chosen.synth)
+        identification_images = identification_split(chosen.synth)
         runs = []
         for head, recipe in zip(HEADS, recipe_files, strict=True):
             log.info("training %s", head)
@@ -205,7 +207,7 @@ def run_quickstart(
                     "eval.bins=[]",
                 ],
             )
-            evaluate_run(result.run_dir, data, chosen.synth, device)
+            evaluate_run(result.run_dir, data, identification_images, device)
             runs.append(result.run_dir)
         report = render_report([str(r) for r in runs], str(tmp))
         summary = {
