@@ -12,24 +12,6 @@ from facebench.eval.uniform import margin_metrics
 log = logging.getLogger(__name__)
 
 
-class _PackImages:
-    """A pack's images decoded one at a time, recording each label as it goes."""
-
-    def __init__(self, pack):
-        self.pack = pack
-        self.labels: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.pack.image_keys)
-
-    def __iter__(self):
-        self.labels = []
-        for key in self.pack.image_keys.tolist():
-            rgb, label = self.pack.read_sample(key)
-            self.labels.append(label)
-            yield rgb
-
-
 def score_units(head) -> tuple[float, float | None, str]:
     """(offset, learned threshold, units): scores / scale + offset are in the reported units.
 
@@ -74,16 +56,15 @@ def evaluate_uniform_model(
 
     Embeddings are the backbone's raw outputs (``flip_sum`` adds the flipped image's), scored by
     the head without margin; thresholds are reported in the units of :func:`score_units`."""
-    from facebench.data.packs import FacePack
     from facebench.embed import embed_images, load_embedder
+    from facebench.embed.sources import PackSource
     from facebench.models.artifact import load_head_from_artifact
 
     head = load_head_from_artifact(model_path, device)
     if head is None:
         raise ModelError(f"{model_path}: the model artifact holds no head to score classes with")
     embedder = load_embedder(model_path, device)
-    pack = FacePack(pack_path)
-    images = _PackImages(pack)
+    images = PackSource(pack_path)
     emb = embed_images(
         embedder, images, batch_size, flip_sum=flip_sum, normalize=False, progress=progress
     )

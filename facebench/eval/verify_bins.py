@@ -19,19 +19,6 @@ from facebench.report.jsonio import write_json
 log = logging.getLogger(__name__)
 
 
-class _BinImages:
-    """The images of a bin decoded one at a time (so a large bin never sits decoded in memory)."""
-
-    def __init__(self, vbin):
-        self.vbin = vbin
-
-    def __len__(self) -> int:
-        return len(self.vbin.images)
-
-    def __iter__(self):
-        return (self.vbin.decode_one(i) for i in range(len(self)))
-
-
 def bin_name(path: str) -> str:
     """``.../lfw.bin`` -> ``lfw``."""
     return os.path.splitext(os.path.basename(str(path)))[0]
@@ -50,7 +37,7 @@ def verify_bins(
     """Score each bin with ``embedder`` (flip-sum) or the matching ``.npy`` of
     ``embedding_paths``; write ``out_dir/<bin>.json`` and ``out_dir/transfer.json``.
     ``model_name`` labels the reports (default: the model or embeddings path)."""
-    from facebench.data.bins import read_verification_bin
+    from facebench.embed.sources import BinSource
 
     if (embedder is None) == (embedding_paths is None):
         raise EvalError("verify: give either a model or precomputed embeddings, not both")
@@ -64,12 +51,13 @@ def verify_bins(
         raise EvalError(f"verify: two bins share a name: {names}")
     reports, scores = {}, {}
     for i, (path, name) in enumerate(zip(bin_paths, names, strict=True)):
-        vbin = read_verification_bin(path)
+        images = BinSource(path)
+        vbin = images.vbin
         if embedder is not None:
             from facebench.embed import embed_images
 
-            log.info("%s: embedding %d images (flip-sum)", name, len(vbin.images))
-            emb = embed_images(embedder, _BinImages(vbin), batch_size, progress=progress)
+            log.info("%s: embedding %d images (flip-sum)", name, len(images))
+            emb = embed_images(embedder, images, batch_size, progress=progress)
             model = getattr(embedder, "path", None) or embedder.name
             source = str(path)
         else:
