@@ -4,8 +4,9 @@ Per backbone (iresnet50, mobilefacenet): forward passes of uint8 face batches th
 facebench embedders in PyTorch float32, PyTorch bf16 autocast and onnxruntime (float32, the
 exported file). The FLOPs-bound limit is the matmul peak measured in the same run divided by
 the forward FLOPs of one image (2 x MACs from facebench.models.flops); a flip-summed embedding
-costs two forward passes. Then faiss: build (add) and search time of an exact (Flat) gallery of
-1M x 512 and of an IVF gallery, with the recall of IVF's top-1 against the exact top-1.
+costs two forward passes. Then faiss: build and search time (QPS) of an exact (Flat) gallery of
+1M x 512 and of an IVF gallery, with IVF's recall@1 against exact search (the rows of
+bench_eval.py's search part, so both benchmarks measure one thing one way).
 
     python benchmarks/bench_embed.py            # full size (1M x 512 gallery; several minutes)
     python benchmarks/bench_embed.py --quick    # smoke run (100K gallery, small batches)
@@ -21,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+from bench_eval import print_search_rows, search_rows
 from matmul_peak import measure_peaks
 
 from facebench.data.align import insightface_sample_faces
@@ -28,7 +30,6 @@ from facebench.embed import OnnxEmbedder, TorchEmbedder
 from facebench.embed.export import export_onnx
 from facebench.models import build_backbone
 from facebench.models.flops import backbone_macs
-from facebench.search import Gallery
 
 MODELS = ("iresnet50", "mobilefacenet")
 
@@ -113,54 +114,6 @@ def add_limits(rows: list[dict], peaks: dict) -> None:
         )
 
 
-def bench_faiss(n: int, dim: int, n_probes: int, nlist: int) -> list[dict]:
-    rng = np.random.default_rng(0)
-    gallery = rng.standard_normal((n, dim), dtype=np.float32)
-    probes = gallery[rng.choice(n, n_probes, replace=False)] + 0.3 * rng.standard_normal(
-        (n_probes, dim), dtype=np.float32
-    )
-    ids = np.arange(n)
-    rows, exact_top1 = [], None
-    for factory, params in (("Flat", None), (f"IVF{nlist},Flat", "nprobe=16")):
-        g = Gallery(dim, factory)
-        start = time.perf_counter()
-        if not g.index.is_trained:
-            g.train(gallery[rng.choice(n, min(n, 40 * nlist), replace=False)])
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        g.add(gallery, ids)
-        add_s = time.perf_counter() - start
-        if params:
-            g.set_search_params(params)
-        start = time.perf_counter()
-        _, found = g.search(probes, 10)
-        search_s = time.perf_counter() - start
-        if exact_top1 is None:
-            exact_top1 = found[:, 0]
-        recall = float((found[:, 0] == exact_top1).mean())
-        row = {
-            "factory": factory,
-            "params": params,
-            "n": n,
-            "dim": dim,
-            "train_s": train_s,
-            "add_s": add_s,
-            "probes": n_probes,
-            "search_s": search_s,
-            "probes_per_s": n_probes / search_s,
-            "top1_agreement_with_flat": recall,
-        }
-        rows.append(row)
-        print(
-            f"{factory:14s} {params or '':10s} train {train_s:6.2f}s  add {add_s:6.2f}s  "
-            f"search {n_probes} probes (k=10) {search_s:6.2f}s = {n_probes / search_s:8.1f}/s  "
-            f"top-1 = exact {recall:.1%}",
-            flush=True,
-        )
-        del g
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
@@ -181,8 +134,9 @@ def main() -> None:
         + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
     )
     add_limits(model_rows, peaks)
-    print(f"faiss gallery {n} x 512, inner product on unit rows")
-    faiss_rows = bench_faiss(n, 512, probes, nlist)
+    print(f"faiss gallery {n} x 512 (the evaluation benchmark's search rows)")
+    faiss_rows = search_rows(n, 512, probes, nlist=nlist, nprobe=16)
+    print_search_rows(faiss_rows)
     print(f"load average after {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:

@@ -152,6 +152,16 @@ def search_rows(n: int, dim: int, n_probes: int, nlist: int, nprobe: int) -> lis
     return rows
 
 
+def print_search_rows(rows: list[dict]) -> None:
+    """The faiss rows of :func:`search_rows` as a table."""
+    print(f"\n{'gallery':>9} {'dim':>4} {'index':<26} {'build s':>8} {'QPS':>9} recall@1")
+    for r in rows:
+        print(
+            f"{r['gallery']:>9} {r['dim']:>4} {r['index']:<26} {r['build_s']:>8.1f} "
+            f"{r['qps']:>9.0f} {r['recall_at_1']:.4f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
@@ -175,12 +185,7 @@ def main() -> None:
         print(f"on {big:,} pairs: {seconds[0]:.2f} s wall, {seconds[1]:.2f} s CPU")
     if args.only != "protocol":
         search = search_rows(gallery, 512, 1000, nlist=256 if args.quick else 1024, nprobe=16)
-        print(f"\n{'gallery':>9} {'dim':>4} {'index':<26} {'build s':>8} {'QPS':>9} recall@1")
-        for r in search:
-            print(
-                f"{r['gallery']:>9} {r['dim']:>4} {r['index']:<26} {r['build_s']:>8.1f} "
-                f"{r['qps']:>9.0f} {r['recall_at_1']:.4f}"
-            )
+        print_search_rows(search)
     if args.json:
         with open(args.json, "w") as f:
             report = {
