@@ -59,6 +59,7 @@ class TrainResult:
     start_step: int = 0
     learned_threshold: float | None = None
     metrics: dict = field(default_factory=dict)  # bin name -> last verification summary
+    steps_per_epoch: int = 1  # optimizer steps per epoch (train.convergence groups losses by it)
 
 
 def train(
@@ -217,6 +218,7 @@ class Trainer:
             start_step=start,
             learned_threshold=self.learned_threshold(),
             metrics=self.metrics,
+            steps_per_epoch=self.steps_per_epoch,
         )
 
     def train_step(self, micro_batches: list) -> dict:
