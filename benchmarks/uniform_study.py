@@ -123,17 +123,16 @@ def threshold_report(uniform: dict, head) -> dict:
     """t* beside the learned threshold b/γ, both in cosine units (linear heads: w·x units).
 
     The head's scores subtract the bias (s = γ cos − b), so t* on them is shifted back by b/γ.
-    BCE heads learn thresholds (one, or per class for bce_d: then the mean b_k/γ, and t* means
-    the mean effective threshold); the SoftMax bias is no threshold and stays unreported.
+    The learned threshold is ``head.decision_threshold()``: None for per-class biases (SoftMax,
+    bce_d: K thresholds, not one) and heads without a bias.
     """
-    from facebench.heads import BCEHead
-
-    learned = head.learned_threshold() if isinstance(head, BCEHead) else None
-    mean_learned = None if learned is None else float(np.mean(np.asarray(learned)))
+    decision = head.decision_threshold()
+    learned = None if decision is None else decision.value
+    offset = float(head.bias.detach()) / head.scale if head.bias_mode == "unified" else 0.0
     t_star = uniform["uniform_threshold"]
     return {
-        "t_star": None if t_star is None else t_star / head.scale + (mean_learned or 0.0),
-        "learned_threshold": mean_learned,
+        "t_star": None if t_star is None else t_star / head.scale + offset,
+        "learned_threshold": learned,
         "uniform_accuracy_at_learned_threshold": uniform["uniform_accuracy_at_learned_threshold"],
     }
 
@@ -145,7 +144,6 @@ def evaluate_closed(model_path: Path, pack_dir: Path) -> dict:
     from facebench.data.packs import FacePack
     from facebench.embed import TorchEmbedder, embed_images
     from facebench.eval.uniform import uniform_metrics
-    from facebench.heads import BCEHead
     from facebench.models.artifact import load_head_from_artifact, load_model_artifact
 
     module, info = load_model_artifact(model_path)
@@ -157,8 +155,8 @@ def evaluate_closed(model_path: Path, pack_dir: Path) -> dict:
     embedder = TorchEmbedder(module, info["convention"])
     features = embed_images(embedder, images, 256, flip_sum=False, normalize=False, progress=False)
     scores = head.scores(torch.from_numpy(features)).numpy()
-    # a BCE bias is the threshold: it sits at score 0 because the scores subtract it
-    has_threshold = isinstance(head, BCEHead) and head.bias is not None
+    # a unified bias is the threshold: it sits at score 0 because the scores subtract it
+    has_threshold = head.decision_threshold() is not None
     uniform = uniform_metrics(
         scores, labels, learned_threshold=0.0 if has_threshold else None, source=str(pack_dir)
     )

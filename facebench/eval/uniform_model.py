@@ -15,15 +15,16 @@ log = logging.getLogger(__name__)
 def score_units(head) -> tuple[float, float | None, str]:
     """(offset, learned threshold, units): scores / scale + offset are in the reported units.
 
-    Unified bias: cosine (offset b/γ), threshold b/γ. Per-class bias: cosine − b_k/γ, whose own
-    threshold is 0. No bias: cosine, no threshold. Linear heads have γ = 1."""
+    Unified bias: cosine (offset b/γ). Per-class bias: cosine − b_k/γ. No bias: cosine. Linear
+    heads have γ = 1. The threshold is ``head.decision_threshold()`` (None where it has none)."""
     cosine = "cosine" if head.normalized else "w.x"
+    decision = head.decision_threshold()
+    threshold = None if decision is None else decision.value
     if head.bias_mode == "unified":
-        b = float(head.learned_threshold())
-        return b, b, cosine
+        return float(head.bias.detach()) / head.scale, threshold, cosine
     if head.bias_mode == "class":
-        return 0.0, 0.0, f"{cosine} - b_k/scale"
-    return 0.0, None, cosine
+        return 0.0, threshold, f"{cosine} - b_k/scale"
+    return 0.0, threshold, cosine
 
 
 def head_margins(head, embeddings: np.ndarray, labels: np.ndarray, offset: float, chunk=1024):

@@ -1,7 +1,7 @@
 """Classification heads: ``build_head(name, embedding_size, num_classes, **params)``.
 
 Every head maps (embeddings, global labels) to a scalar loss, exposes ``scores``,
-``learned_threshold``, ``param_groups`` and a world-size-free ``full_state_dict``; with a
+``decision_threshold``, ``param_groups`` and a world-size-free ``full_state_dict``; with a
 ``process_group`` it owns one contiguous slice of the classes (docs/heads.md).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 
 from facebench.errors import ConfigError
-from facebench.heads.base import ClassifierHead, default_bias_init
+from facebench.heads.base import ClassifierHead, DecisionThreshold, default_bias_init
 from facebench.heads.bce import BCEHead, DiverseBCEHead, UnifiedBCEHead, ZeroBiasBCEHead
 from facebench.heads.distributed import compensate_ddp_averaging
 from facebench.heads.margin import ArcFaceHead, CosFaceHead, NormSoftmaxHead, SoftmaxHead
@@ -62,6 +62,7 @@ __all__ = [
     "BCEHead",
     "ClassifierHead",
     "CosFaceHead",
+    "DecisionThreshold",
     "DiverseBCEHead",
     "NormSoftmaxHead",
     "SoftmaxHead",

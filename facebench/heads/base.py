@@ -4,6 +4,7 @@ Partial FC sampling, margin-adjusted logits, scores, optimizer groups and world-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,15 @@ DEFAULT_SCALE = 64.0
 WEIGHT_INIT_STD = 0.01
 NORM_EPS = 1e-12  # as F.normalize: vectors shorter than this are divided by it instead
 BIAS_MODES = ("none", "class", "unified")
+
+
+@dataclass(frozen=True)
+class DecisionThreshold:
+    """A head's one learned decision threshold: a class score above ``value`` means "this
+    class". ``units``: "cosine" for normalized heads, "w.x" for linear ones."""
+
+    value: float
+    units: str
 
 
 def default_bias_init(num_classes: int) -> float:
@@ -257,15 +267,15 @@ class ClassifierHead(nn.Module):
         start = sum(counts[: self.rank])
         return full[start : start + embeddings.shape[0]]
 
-    def learned_threshold(self) -> float | torch.Tensor | None:
-        """The bias in cosine units, b/γ (b for the linear form): a float for a unified bias, a
-        (K,) tensor for per-class biases (collective when sharded), None without a bias."""
-        if self.bias is None:
+    def decision_threshold(self) -> DecisionThreshold | None:
+        """The single threshold this head learned, or None where it has none.
+
+        A unified bias b is one: s = γ cos θ − b > 0 iff cos θ > b/γ (b for the linear form).
+        Per-class biases (SoftMax, bce_d) are K thresholds, not one; no bias, no threshold."""
+        if self.bias_mode != "unified":
             return None
-        bias = self.bias.detach()
-        if self.bias_mode == "unified":
-            return float(bias) / self.scale
-        return all_gather_rows(bias, self.process_group).cpu() / self.scale
+        units = "cosine" if self.normalized else "w.x"
+        return DecisionThreshold(float(self.bias.detach()) / self.scale, units)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer parameter groups: weight decay on the class weights always, on the bias only

@@ -331,11 +331,9 @@ class Trainer:
             hook.on_record(self, record)
 
     def learned_threshold(self) -> float | None:
-        """The head's bias in cosine units (mean over classes for per-class biases)."""
-        value = self.head.learned_threshold() if hasattr(self.head, "learned_threshold") else None
-        if value is None:
-            return None
-        return float(value.float().mean()) if torch.is_tensor(value) else float(value)
+        """The head's decision threshold (``head.decision_threshold()``), None if it has none."""
+        threshold = self.head.decision_threshold()
+        return None if threshold is None else threshold.value
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/step_N.pt`` (collective: every rank takes part, rank 0 writes)."""
@@ -437,7 +435,7 @@ class Trainer:
                 "params": spec.get("params", dict(self.recipe.head.params)),
                 "state_dict": ckpt.full_head_state(self.head),
             }
-        threshold = self.learned_threshold()
+        threshold = self.head.decision_threshold()
         if not self.ctx.is_main:
             return None
         self.backbone.eval()
@@ -445,7 +443,8 @@ class Trainer:
         metadata = {
             "recipe": self.recipe.name,
             "head": self.recipe.head.name,
-            "learned_threshold": threshold,
+            "learned_threshold": None if threshold is None else threshold.value,
+            "learned_threshold_units": None if threshold is None else threshold.units,
             "steps": self.step,
             "num_classes": self.num_classes,
         }

@@ -78,7 +78,8 @@ def test_uniform_cli_matches_direct_computation(tmp_path, pack, head_name, capsy
         progress=False,
     )
     cos = head.scores(torch.from_numpy(emb)).double().numpy() / head.scale
-    threshold = head.learned_threshold()
+    decision = head.decision_threshold()
+    threshold = None if decision is None else decision.value
     if threshold is not None:
         cos = cos + threshold
     expected = uniform_metrics(cos, labels, threshold)

@@ -95,7 +95,7 @@ def two_rank_checks(case, group) -> dict:
             "grads": {n: p.grad.clone() for n, p in head.named_parameters()},
             "class_start": head.class_start,
             "scores": head.scores(x_local),
-            "threshold": head.learned_threshold(),
+            "threshold": head.decision_threshold(),
             "state": head.full_state_dict(),
             "sampled_loss": sampled_loss.detach(),
             "sampled_classes": sampled.sampled_classes,

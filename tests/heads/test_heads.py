@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from facebench.heads import HEADS, build_head
+from facebench.heads import HEADS, DecisionThreshold, build_head
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference import reference_loss, reference_settings
@@ -133,16 +133,15 @@ def test_scores_are_the_biased_unmargined_class_scores(name, params):
             torch.testing.assert_close(head.scores(x)[i, k], expected.detach())
 
 
-def test_learned_threshold_is_bias_over_scale():
-    assert build_head("bce_u", 4, 100).learned_threshold() == pytest.approx(math.log(1000) / 64)
-    assert build_head("bce_u", 4, 100, scale=32, bias_init=8.0).learned_threshold() == 0.25
-    per_class = build_head("bce_d", 4, 7, bias_init=3.2).learned_threshold()
-    torch.testing.assert_close(per_class, torch.full((7,), 0.05))
-    linear = build_head("bce_u", 4, 5, normalized=False, bias_init=0.3)
-    assert linear.learned_threshold() == pytest.approx(0.3)
-    torch.testing.assert_close(build_head("softmax", 4, 3).learned_threshold(), torch.zeros(3))
-    for name in ("normsoftmax", "cosface", "arcface", "bce_zero"):
-        assert build_head(name, 4, 5).learned_threshold() is None
+def test_decision_threshold_is_the_unified_bias_over_scale():
+    threshold = build_head("bce_u", 4, 100).decision_threshold()
+    assert threshold.value == pytest.approx(math.log(1000) / 64) and threshold.units == "cosine"
+    assert build_head("bce_u", 4, 100, scale=32, bias_init=8.0).decision_threshold().value == 0.25
+    linear = build_head("bce_u", 4, 5, normalized=False, bias_init=0.3).decision_threshold()
+    assert linear == DecisionThreshold(pytest.approx(0.3), "w.x")
+    # per-class biases are K thresholds, not one; no bias, no threshold
+    for name in ("softmax", "bce_d", "normsoftmax", "cosface", "arcface", "bce_zero"):
+        assert build_head(name, 4, 5).decision_threshold() is None
 
 
 def test_bce_zero_has_no_bias_and_default_bias_is_log_10k():

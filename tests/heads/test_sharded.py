@@ -112,13 +112,12 @@ def test_two_ranks_equal_one_process(case, two_ranks, name):
                 full_bias_grad = full_bias_grad[start : start + len(bias_grad)]
             torch.testing.assert_close(bias_grad, full_bias_grad)
         torch.testing.assert_close(r["scores"], head.scores(data["x"]).chunk(2)[rank])
-        expected_threshold = head.learned_threshold()
+        expected_threshold = head.decision_threshold()
         if expected_threshold is None:
             assert r["threshold"] is None
         else:
-            torch.testing.assert_close(
-                torch.as_tensor(r["threshold"]), torch.as_tensor(expected_threshold)
-            )
+            assert r["threshold"].units == expected_threshold.units
+            assert r["threshold"].value == pytest.approx(expected_threshold.value, rel=1e-12)
         for key, value in head.full_state_dict().items():
             torch.testing.assert_close(r["state"][key], value)
 

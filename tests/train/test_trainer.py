@@ -96,6 +96,7 @@ def test_run_directory_holds_model_log_tensorboard_and_reports(recipe_file, data
     assert list((run / "tb").glob("events.out.tfevents.*"))
     module, info = load_model_artifact(run / "model.pt")
     assert info["metadata"]["learned_threshold"] == pytest.approx(result.learned_threshold)
+    assert info["metadata"]["learned_threshold_units"] == "cosine"
     assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
     head = load_head_from_artifact(run / "model.pt")
     assert head.scores(torch.randn(3, 16)).shape == (3, 8)
