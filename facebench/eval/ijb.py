@@ -159,9 +159,9 @@ def _rows_of(ids: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
 
 def tar_at_nearest_far(scores: np.ndarray, labels: np.ndarray, fars=TARGET_FARS) -> dict:
     """IJB convention: TAR at the ROC point (sklearn ``roc_curve``) whose FPR is nearest each
-    target, the highest TAR among equally near points (InsightFace's argmin takes the first,
-    which is TAR 0 at FPR 0 when the scores separate perfectly); reported only where the
-    impostor count allows the target (n * FAR >= 1)."""
+    target, the highest TAR among equally near points (as InsightFace's IJB scripts, which
+    reverse the ROC arrays before their argmin); reported only where the impostor count allows
+    the target (n * FAR >= 1)."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, _ = roc_curve(labels, scores)

@@ -156,6 +156,30 @@ def test_one_to_one_and_one_to_n(ijb_root):
     assert set(report["one_to_n"]) == {"G1", "G2"}
 
 
+def insightface_tar_at_far(labels, scores, far):
+    """InsightFace's IJB rule, restated: reverse the ROC arrays, then the first nearest FPR."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr = fpr[::-1], tpr[::-1]
+    return float(tpr[int(np.argmin(np.abs(fpr - far)))])
+
+
+@pytest.mark.parametrize("separated", [True, False])
+def test_nearest_far_agrees_with_insightface_rule(separated):
+    rng = np.random.default_rng(3)
+    labels = np.repeat([True, False], [300, 3000])
+    if separated:
+        genuine, impostor = rng.uniform(0.6, 1.0, labels.size), rng.uniform(-1, 0.5, labels.size)
+    else:
+        genuine, impostor = rng.normal(0.5, 0.2, labels.size), rng.normal(0, 0.2, labels.size)
+    scores = np.where(labels, genuine, impostor)
+    ours = ijb.tar_at_nearest_far(scores, labels)
+    assert set(ours) == {"1e-03", "1e-02", "1e-01"}  # 3000 impostors allow FAR >= 1/3000
+    for key, tar in ours.items():
+        assert tar == insightface_tar_at_far(labels, scores, float(key))
+    # both rules give TAR 1 on separated scores, not the TAR 0 of the ROC's (0, 0) point
+    assert (set(ours.values()) == {1.0}) == separated
+
+
 def test_bad_meta_files(tmp_path):
     root = str(tmp_path / "IJB")
     write_ijb(root, np.random.default_rng(2), dataset="ijbb")
