@@ -24,3 +24,31 @@ def test_python_dash_m_runs():
     )
     assert result.returncode == 0
     assert result.stdout.startswith("facebench ")
+
+
+def _help(capsys, argv: list[str]) -> str:
+    try:
+        main([*argv, "--help"])
+    except SystemExit:
+        pass
+    return capsys.readouterr().out
+
+
+def _description(text: str) -> str:
+    """The paragraph between the usage lines and the option list."""
+    return text.split("\n\n")[1]
+
+
+def test_subcommands_have_their_own_description(capsys):
+    texts = {
+        tuple(cmd): _description(_help(capsys, cmd))
+        for cmd in (["index"], ["index", "build"], ["index", "add"])
+    }
+    assert len(set(texts.values())) == 3, texts
+
+
+def test_help_shows_defaults_of_optional_values(capsys):
+    text = _help(capsys, ["data", "synth"])
+    assert "(default: 100)" in text and "(default: 1.5)" in text
+    assert "(default: None)" not in text
+    assert "(default: Flat)" in _help(capsys, ["index", "build"])

@@ -13,6 +13,8 @@ synthetic identity sets for CPU runs."""
 
 def register(subparsers) -> None:
     """Add `data` and its subcommands."""
+    from facebench.cli._help import DefaultsHelpFormatter
+
     parser = subparsers.add_parser(
         "data",
         help="inspect/convert packs, folders and bins; make synthetic data",
@@ -75,6 +77,7 @@ def register(subparsers) -> None:
         "(training identities), OUT/test.rec/.idx (other images of the same identities), "
         "OUT/synth_val.bin and OUT/synth_hard.bin (pairs of held-out identities, 10 folds x "
         "half same / half different). Deterministic for a seed.",
+        formatter_class=DefaultsHelpFormatter,
     )
     synth.add_argument("--out", required=True, help="output directory")
     synth.add_argument("--identities", type=int, default=100, help="training identities")
@@ -98,12 +101,12 @@ def register(subparsers) -> None:
         "--difficulty",
         type=float,
         default=1.0,
-        help="scale of pose/light/blur/noise/occlusion variation (0: none; default 1)",
+        help="scale of pose/light/blur/noise/occlusion variation (0: none)",
     )
     synth.add_argument(
         "--hard-difficulty", type=float, default=1.5, help="difficulty of synth_hard.bin"
     )
-    synth.add_argument("--image-size", type=int, default=112, help="square image size (112)")
+    synth.add_argument("--image-size", type=int, default=112, help="square image size")
     synth.add_argument("--seed", type=int, default=0, help="random seed")
     synth.add_argument(
         "--workers",

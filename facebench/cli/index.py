@@ -13,6 +13,8 @@ need training are trained on the first embeddings added."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli._help import DefaultsHelpFormatter
+
     p = subparsers.add_parser(
         "index",
         help="build / extend a faiss gallery (embeddings + identities)",
@@ -20,13 +22,26 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
-    build = sub.add_parser("build", help="new gallery from embeddings", description=DESCRIPTION)
+    build = sub.add_parser(
+        "build",
+        help="new gallery from embeddings",
+        description="Write a new faiss gallery file (--out) from an "
+        "embeddings .npy and the identities in its sidecar. --factory picks the index: Flat "
+        "(exact, the default) or an approximate one, trained on these embeddings.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     build.add_argument("--embeddings", required=True, help="gallery embeddings .npy")
     build.add_argument("--sidecar", help="sidecar JSON (default: beside the .npy)")
     build.add_argument("--out", required=True, help="gallery index file to write")
     build.add_argument("--factory", default="Flat", help="faiss index factory string")
     build.set_defaults(handler=run_build)
-    add = sub.add_parser("add", help="add embeddings to a gallery", description=DESCRIPTION)
+    add = sub.add_parser(
+        "add",
+        help="add embeddings to a gallery",
+        description="Add the embeddings of a .npy (identities from its sidecar) to an existing "
+        "gallery built by `facebench index build`; the index file is replaced with the larger "
+        "gallery. Embeddings must have the gallery's dimension.",
+    )
     add.add_argument("--index", required=True, help="gallery index file (rewritten in place)")
     add.add_argument("--embeddings", required=True, help="embeddings .npy to add")
     add.add_argument("--sidecar", help="sidecar JSON (default: beside the .npy)")

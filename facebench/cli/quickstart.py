@@ -8,7 +8,8 @@ training identities, and open-set verification bins of other identities) if they
 train bce_u (with margin), ArcFace, CosFace and SoftMax models, evaluate each with the standard
 10-fold protocol, the single global threshold, TAR@FAR, the uniform metrics and open-set
 identification in a faiss gallery, and write a report folder (Markdown, JSON, PNG figures).
-The default size takes under 10 minutes on 2 CPU cores; --quick takes about a minute."""
+The default size takes a few minutes on 2 CPU cores (README.md gives the time measured
+with this version); --quick is the smoke-test size CI runs."""
 
 
 def register(subparsers) -> None:

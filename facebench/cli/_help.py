@@ -1,0 +1,14 @@
+"""Help formatting shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to options that have a default (not to required ones)."""
+
+    def _get_help_string(self, action) -> str:
+        if action.default is None or action.required or "%(default)" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
