@@ -1,5 +1,6 @@
 """The command line: help for every subcommand, one-line errors."""
 
+import contextlib
 import subprocess
 import sys
 
@@ -27,10 +28,8 @@ def test_python_dash_m_runs():
 
 
 def _help(capsys, argv: list[str]) -> str:
-    try:
+    with contextlib.suppress(SystemExit):
         main([*argv, "--help"])
-    except SystemExit:
-        pass
     return capsys.readouterr().out
 
 

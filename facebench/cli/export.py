@@ -43,10 +43,18 @@ def run(args) -> int:
         f"onnxruntime vs PyTorch on {result['images']} real images: max abs difference "
         f"{result['max_abs_diff']:.3g} (tolerance {args.tolerance:g})"
     )
-    insightface = (
-        "loads with insightface.model_zoo.get_model"
-        if result["insightface"]
-        else "input size not supported by insightface's model zoo; onnxruntime only"
+    if result["insightface"]:
+        print(
+            f"wrote {result['path']} (opset {result['opset']}, dynamic batch; "
+            "loads with insightface.model_zoo.get_model)"
+        )
+        return 0
+    height, width = result["convention"]["size"]
+    print(f"wrote {result['path']} (opset {result['opset']}, dynamic batch; onnxruntime only)")
+    print(
+        f"note: insightface's model zoo cannot load it: the model takes {height}x{width} crops "
+        "and the zoo takes recognition models only with square inputs of 112 px or more, a "
+        f"multiple of 16. Run it with onnxruntime or `facebench embed/verify --model "
+        f"{result['path']}`; for the zoo, train on such crops (112x112, the ArcFace template)."
     )
-    print(f"wrote {result['path']} (opset {result['opset']}, dynamic batch; {insightface})")
     return 0

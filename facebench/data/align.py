@@ -51,6 +51,11 @@ def estimate_similarity(src_points: np.ndarray, dst_points: np.ndarray) -> np.nd
     return np.hstack([scale * rotation, shift[:, None]])
 
 
+def template_sizes_include(size: int) -> bool:
+    """Whether faces can be aligned to a ``size`` crop: 112k, or 128k (insightface's rule)."""
+    return size > 0 and (size % 112 == 0 or size % 128 == 0)
+
+
 def template_for_size(size: int) -> np.ndarray:
     """The template scaled to a ``size`` crop (112k; or 128k with insightface's 8 px shift)."""
     if size % 112 == 0:

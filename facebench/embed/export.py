@@ -162,7 +162,8 @@ def check_images(
     count: int = 16,
 ) -> np.ndarray:
     """Real faces to check an export on: the first ``count`` of a pack or bin if given, else the
-    insightface sample photos aligned to the convention's size."""
+    insightface sample photos aligned to the convention's size (sizes the alignment template
+    does not support, such as 56 px or non-square inputs: the 112-px crops resized)."""
     import itertools
 
     from facebench.embed.sources import open_source
@@ -171,12 +172,15 @@ def check_images(
         source = open_source(pack=pack, bin_path=bin_path)
         source.expected_size = convention.size
         return np.stack(list(itertools.islice(iter(source), count)))
-    from facebench.data.align import insightface_sample_faces
+    import cv2
+
+    from facebench.data.align import insightface_sample_faces, template_sizes_include
 
     height, width = convention.size
-    if height != width:
-        raise DataError(f"export check: give --pack or --bin for a {height}x{width} model")
-    return insightface_sample_faces(height)
+    if height == width and template_sizes_include(height):
+        return insightface_sample_faces(height)
+    faces = insightface_sample_faces(112)
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in faces])
 
 
 def export_artifact(

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 from facebench.cli import main
 from facebench.data.align import insightface_sample_faces
 from facebench.data.bins import write_verification_bin
-from facebench.data.images import DEFAULT_CONVENTION, encode_image
+from facebench.data.images import DEFAULT_CONVENTION, InputConvention, encode_image
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.embed import TorchEmbedder, embed_images
 from facebench.models import build_backbone
@@ -144,6 +144,21 @@ def test_embed_bin_folder_list_and_options(workdir, capsys):
     )
     listed = np.load(workdir / "list.npy")
     np.testing.assert_allclose(listed, np.load(workdir / "folder.npy")[[2, 0]], atol=1e-6)
+
+
+def test_export_of_a_model_the_insightface_zoo_cannot_load_says_what_to_do(tmp_path, capsys):
+    model = build_backbone("tiny_face", 16, widths=(8, 8, 16))
+    conv = InputConvention(size=(56, 56))
+    save_model_artifact(tmp_path / "m56.pt", model, "tiny_face", {"widths": [8, 8, 16]}, conv)
+    onnx_path = tmp_path / "m56.onnx"
+    code, text, err = run(
+        ["export", "--model", str(tmp_path / "m56.pt"), "--onnx", str(onnx_path)], capsys
+    )
+    assert code == 0, err
+    assert "on 3 real images" in text and onnx_path.is_file()  # the sample photos, resized
+    note = text.strip().splitlines()[-1]
+    assert "insightface's model zoo cannot load it" in note and "56x56" in note
+    assert f"--model {onnx_path}" in note
 
 
 def test_export_then_embed_with_onnx_matches_torch(workdir, capsys):

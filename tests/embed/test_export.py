@@ -11,7 +11,7 @@ from facebench.data.align import insightface_sample_faces
 from facebench.data.images import InputConvention
 from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images, export
 from facebench.embed.export import check_images, export_onnx
-from facebench.errors import DataError, ModelError
+from facebench.errors import ModelError
 from facebench.models import build_backbone
 
 
@@ -84,8 +84,11 @@ def test_check_images_default_to_aligned_insightface_photos():
     assert faces.shape == (3, 224, 224, 3) and faces.dtype == np.uint8
     big = cv2.resize(insightface_sample_faces()[0], (224, 224), interpolation=cv2.INTER_LINEAR)
     assert np.abs(faces[0].astype(float) - big).mean() < 3.0  # Tom Hanks, re-aligned at 224
-    with pytest.raises(DataError, match="give --pack or --bin"):
-        check_images(InputConvention(size=(112, 96)))
+    # sizes the template cannot align to: the 112-px crops resized, so any model can be checked
+    for size in ((56, 56), (112, 96)):
+        faces = check_images(InputConvention(size=size))
+        small = cv2.resize(insightface_sample_faces()[0], size[::-1], interpolation=cv2.INTER_AREA)
+        assert faces.shape == (3, *size, 3) and np.array_equal(faces[0], small)
 
 
 def test_input_insightface_cannot_route_exports_for_onnxruntime_only(tmp_path, tiny_face):
