@@ -23,7 +23,10 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchEmbedder:
-    """A PyTorch backbone in eval mode; ``amp_dtype`` (bf16/fp16) runs it under autocast."""
+    """A PyTorch backbone run in eval mode; ``amp_dtype`` (bf16/fp16) runs it under autocast.
+
+    Each :meth:`embed` switches the module to eval mode and back to the mode it found it in,
+    also when the forward pass raises, so a live training backbone can be evaluated."""
 
     def __init__(
         self,
@@ -34,7 +37,7 @@ class TorchEmbedder:
         name: str = "torch",
     ):
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        self.module = module.to(self.device)
         self.convention = convention
         self.amp_dtype = amp_dtype
         self.name = name
@@ -43,12 +46,18 @@ class TorchEmbedder:
     def embed(self, rgb: np.ndarray) -> np.ndarray:
         """Embeddings (not normalized) of a uint8 RGB ``(N, H, W, 3)`` batch."""
         batch = torch.from_numpy(self.convention.apply(rgb)).to(self.device)
-        with torch.autocast(
-            self.device.type,
-            dtype=self.amp_dtype or torch.float32,
-            enabled=self.amp_dtype is not None,
-        ):
-            out = self.module(batch)
+        modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
+        try:
+            with torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ):
+                out = self.module(batch)
+        finally:
+            for m, training in modes:
+                m.training = training
         return out.float().cpu().numpy()
 
 

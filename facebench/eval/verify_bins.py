@@ -1,9 +1,17 @@
-"""Verification bins end to end: embed (or load embeddings), score, write one JSON per bin."""
+"""Verification bins end to end: embed (or load embeddings), score, write one JSON per bin.
+
+:func:`verification_report` is THE way from a model and a pair source to a verification report;
+`facebench verify`, the training hook and the studies all call it (or :func:`verify_bins`,
+which adds the JSON files and the transfer table).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+
+import numpy as np
 
 from facebench.embed.io import load_embeddings
 from facebench.errors import EvalError
@@ -24,9 +32,81 @@ def bin_name(path: str) -> str:
     return os.path.splitext(os.path.basename(str(path)))[0]
 
 
+def model_label(embedder) -> str:
+    """What a report's ``model`` field says about an embedder: its file, else its name."""
+    return str(getattr(embedder, "path", None) or embedder.name)
+
+
+def pair_source(pairs):
+    """A :class:`~facebench.embed.sources.BinSource` for a bin path (a source is returned as is)."""
+    from facebench.embed.sources import BinSource
+
+    return pairs if isinstance(pairs, BinSource) else BinSource(str(pairs))
+
+
+@dataclass
+class ScoredPairs:
+    """One data set's report and the pair cosines it was computed from (for transfer tables)."""
+
+    report: dict
+    cos: np.ndarray
+    issame: np.ndarray
+
+
+def _scored(embeddings, issame, name: str, bin_path: str, model: str, source: str) -> ScoredPairs:
+    unit = check_pairs(embeddings, issame, source)
+    dist, cos = pair_scores(unit)
+    report = {"name": name, "bin": bin_path, "model": model}
+    report.update(score_report(dist, cos, issame, source))
+    return ScoredPairs(report, cos, np.asarray(issame, dtype=bool))
+
+
+def score_pairs(
+    embedder,
+    pairs,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> ScoredPairs:
+    """Embed the images of ``pairs`` (a bin path or BinSource) with flip-sum and score them."""
+    from facebench.embed import embed_images
+
+    pairs = pair_source(pairs)
+    name = name or bin_name(pairs.path)
+    log.info("%s: embedding %d images (flip-sum)", name, len(pairs))
+    emb = embed_images(embedder, pairs, batch_size, progress=progress)
+    model = model or model_label(embedder)
+    return _scored(emb, pairs.vbin.issame, name, pairs.path, model, pairs.path)
+
+
+def verification_report(
+    embedder,
+    pairs,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """The verification report of ``embedder`` on a pair source (a bin path or BinSource):
+    ``name`` (default: the bin's), ``bin``, ``model`` (default :func:`model_label`) and every
+    field of :func:`facebench.eval.verification.score_report`."""
+    scored = score_pairs(
+        embedder, pairs, name=name, model=model, batch_size=batch_size, progress=progress
+    )
+    return scored.report
+
+
+def write_verification_report(out_dir: str | os.PathLike, report: dict) -> str:
+    """Write ``out_dir/<name>.json`` (atomically); return its path."""
+    return write_json(os.path.join(str(out_dir), f"{report['name']}.json"), report)
+
+
 def verify_bins(
-    bin_paths: list[str],
-    out_dir: str,
+    bin_paths: list,
+    out_dir: str | os.PathLike,
     embedder=None,
     embedding_paths: list[str] | None = None,
     batch_size: int = 64,
@@ -34,11 +114,9 @@ def verify_bins(
     model_name: str | None = None,
     progress: bool = True,
 ) -> dict[str, dict]:
-    """Score each bin with ``embedder`` (flip-sum) or the matching ``.npy`` of
-    ``embedding_paths``; write ``out_dir/<bin>.json`` and ``out_dir/transfer.json``.
+    """Score each bin (path or BinSource) with ``embedder`` (flip-sum) or the matching ``.npy``
+    of ``embedding_paths``; write ``out_dir/<bin>.json`` and ``out_dir/transfer.json``.
     ``model_name`` labels the reports (default: the model or embeddings path)."""
-    from facebench.embed.sources import BinSource
-
     if (embedder is None) == (embedding_paths is None):
         raise EvalError("verify: give either a model or precomputed embeddings, not both")
     if embedding_paths is not None and len(embedding_paths) != len(bin_paths):
@@ -46,29 +124,28 @@ def verify_bins(
             f"verify: {len(embedding_paths)} embedding files for {len(bin_paths)} bins "
             "(give one per bin, in the same order)"
         )
-    names = [bin_name(p) for p in bin_paths]
+    sources = [pair_source(p) for p in bin_paths]
+    names = [bin_name(s.path) for s in sources]
     if len(set(names)) != len(names):
         raise EvalError(f"verify: two bins share a name: {names}")
     reports, scores = {}, {}
-    for i, (path, name) in enumerate(zip(bin_paths, names, strict=True)):
-        images = BinSource(path)
-        vbin = images.vbin
+    for i, (pairs, name) in enumerate(zip(sources, names, strict=True)):
         if embedder is not None:
-            from facebench.embed import embed_images
-
-            log.info("%s: embedding %d images (flip-sum)", name, len(images))
-            emb = embed_images(embedder, images, batch_size, progress=progress)
-            model = getattr(embedder, "path", None) or embedder.name
-            source = str(path)
+            scored = score_pairs(
+                embedder,
+                pairs,
+                name=name,
+                model=model_name,
+                batch_size=batch_size,
+                progress=progress,
+            )
         else:
             emb, _ = load_embeddings(embedding_paths[i])
-            model = embedding_paths[i]
-            source = f"{embedding_paths[i]} for {path}"
-        unit = check_pairs(emb, vbin.issame, source)
-        dist, cos = pair_scores(unit)
-        report = {"name": name, "bin": str(path), "model": str(model_name or model)}
-        report.update(score_report(dist, cos, vbin.issame, source))
-        write_json(os.path.join(out_dir, f"{name}.json"), report)
+            model = model_name or embedding_paths[i]
+            source = f"{embedding_paths[i]} for {pairs.path}"
+            scored = _scored(emb, pairs.vbin.issame, name, pairs.path, model, source)
+        report = scored.report
+        write_verification_report(out_dir, report)
         log.info(
             "%s: 10-fold %.4f +- %.4f, global %.4f at cos %.3f, EER %.4f",
             name,
@@ -79,7 +156,7 @@ def verify_bins(
             report["eer"],
         )
         reports[name] = report
-        scores[name] = (cos, vbin.issame)
+        scores[name] = (scored.cos, scored.issame)
     table = transfer_table(scores, target_far)
-    write_json(os.path.join(out_dir, "transfer.json"), {"kind": "transfer", **table})
+    write_json(os.path.join(str(out_dir), "transfer.json"), {"kind": "transfer", **table})
     return reports

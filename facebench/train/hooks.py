@@ -159,15 +159,71 @@ class CheckpointHook(Hook):
 
 
 class VerificationHook(Hook):
-    """Every ``every`` steps (0: only at the end) and at the end: 10-fold and single global
-    threshold accuracy on each of the recipe's bins (main process; the others wait)."""
+    """Every ``every`` steps (0: only at the end) and at the end: the verification report of the
+    live backbone on each bin (:mod:`facebench.eval.verify_bins`, main process; the others
+    wait). Each report's headline fields become a log record (and the trainer's ``metrics``);
+    the last evaluation writes ``RUN_DIR/reports/`` exactly as ``facebench verify`` does."""
 
-    def __init__(self, every: int):
+    #: Report fields copied into the training log.
+    LOGGED_FIELDS = (
+        "accuracy_10fold_mean",
+        "accuracy_10fold_std",
+        "global_accuracy",
+        "global_threshold",
+        "eer",
+        "auc",
+    )
+
+    def __init__(self, every: int, bins: list[str], batch_size: int):
         self.every = every
+        self.paths = list(bins)
+        self.batch_size = batch_size
+        self._sources: list | None = None  # BinSource per bin, read once per run
 
     def after_step(self, trainer, info: dict) -> None:
         if self.every and info["step"] % self.every == 0 and info["step"] != trainer.total_steps:
-            trainer.evaluate()
+            self.evaluate(trainer)
 
     def on_end(self, trainer) -> None:
-        trainer.evaluate(write_reports=True)
+        self.evaluate(trainer, write_reports=True)
+
+    def evaluate(self, trainer, write_reports: bool = False) -> None:
+        """Score every bin (collective: the main process scores, every process waits)."""
+        if not self.paths:
+            return
+        if trainer.ctx.is_main:
+            reports = self._reports(trainer, write_reports)
+            trainer.metrics = {
+                name: {k: report.get(k) for k in self.LOGGED_FIELDS}
+                for name, report in reports.items()
+            }
+            for name, summary in trainer.metrics.items():
+                trainer.emit({"step": trainer.step, "bin": name, **summary})
+        trainer.ctx.barrier()
+
+    def _reports(self, trainer, write_reports: bool) -> dict[str, dict]:
+        from facebench.embed import TorchEmbedder
+        from facebench.embed.sources import BinSource
+        from facebench.eval.verify_bins import verification_report, verify_bins
+
+        if self._sources is None:
+            self._sources = [BinSource(str(path)) for path in self.paths]
+        embedder = TorchEmbedder(
+            trainer.backbone,
+            trainer.convention,
+            str(trainer.device),
+            trainer.amp_dtype,
+            name=trainer.recipe.model.backbone,
+        )
+        if write_reports:
+            out = trainer.run_dir / "reports"
+            return verify_bins(
+                self._sources, out, embedder, batch_size=self.batch_size, progress=False
+            )
+        return {
+            report["name"]: report
+            for report in (
+                verification_report(embedder, s, batch_size=self.batch_size, progress=False)
+                for s in self._sources
+            )
+        }

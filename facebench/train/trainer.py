@@ -37,16 +37,6 @@ from facebench.train.sampling import GlobalBatchSampler
 
 log = logging.getLogger(__name__)
 
-#: Report fields of the periodic verification copied into the training log.
-EVAL_FIELDS = (
-    "accuracy_10fold_mean",
-    "accuracy_10fold_std",
-    "global_accuracy",
-    "global_threshold",
-    "eer",
-    "auc",
-)
-
 
 @dataclass
 class TrainResult:
@@ -170,11 +160,10 @@ class Trainer:
 
         self.step = 0
         self.losses: list[float] = []
-        self.metrics: dict = {}
-        self._bins: dict | None = None
+        self.metrics: dict = {}  # bin name -> summary, set by the VerificationHook
         self.hooks: list[Hook] = [
             ProgressHook(progress),
-            VerificationHook(recipe.eval.every),
+            VerificationHook(recipe.eval.every, self._bin_paths(), recipe.eval.batch_size),
             LogRecordsHook(t.log_every),
             JsonlHook(self.run_dir / "log.jsonl"),
             CheckpointHook(t.checkpoint_every),
@@ -377,48 +366,11 @@ class Trainer:
             payload["world_size"],
         )
 
-    def evaluate(self, write_reports: bool = False) -> dict:
-        """Verification on the recipe's bins (main process); emits one record per bin."""
-        if not self.recipe.eval.bins:
-            return {}
-        if self.ctx.is_main:
-            self.metrics = self._verify_bins(write_reports)
-        self.ctx.barrier()
-        return self.metrics
-
-    def _verify_bins(self, write_reports: bool) -> dict:
-        import json
-
-        from facebench.embed import TorchEmbedder, embed_images
-        from facebench.eval.verification import evaluate_verification
-
-        bins = self._load_bins()
-        embedder = TorchEmbedder(self.backbone, self.convention, str(self.device), self.amp_dtype)
-        summary = {}
-        for name, (images, issame, source) in bins.items():
-            emb = embed_images(embedder, images, self.recipe.eval.batch_size, progress=False)
-            report = evaluate_verification(emb, issame, source=source)
-            summary[name] = {k: report.get(k) for k in EVAL_FIELDS}
-            self.emit({"step": self.step, "bin": name, **summary[name]})
-            if write_reports:
-                out = self.run_dir / "reports"
-                out.mkdir(exist_ok=True)
-                report = {"bin": source, "step": self.step, **report}
-                (out / f"{name}.json").write_text(json.dumps(report, indent=1))
-        self.backbone.train()
-        return summary
-
-    def _load_bins(self) -> dict:
-        """name -> (decoded images, issame, path), read once per run."""
-        from facebench.data.bins import read_verification_bin
-
-        if self._bins is None:
-            self._bins = {}
-            for entry in self.recipe.eval.bins:
-                path = resolve_data_path(entry, self.data_root, "eval.bins")
-                vbin = read_verification_bin(str(path))
-                self._bins[Path(entry).stem] = (vbin.decode(), np.asarray(vbin.issame), str(path))
-        return self._bins
+    def _bin_paths(self) -> list[str]:
+        """The recipe's verification bins, resolved against the data root."""
+        return [
+            str(resolve_data_path(b, self.data_root, "eval.bins")) for b in self.recipe.eval.bins
+        ]
 
     def save_model(self) -> Path | None:
         """``RUN_DIR/model.pt``: backbone, input convention, learned threshold and (optionally)

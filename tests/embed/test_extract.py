@@ -83,3 +83,39 @@ def test_bad_images_raise_data_error(tiny_backbone, faces):
         embed_images(embedder, faces.astype(np.float32), progress=False)
     with pytest.raises(DataError, match="no images"):
         embed_images(embedder, [], progress=False)
+
+
+def test_flip_sum_is_invariant_to_a_horizontal_flip(tiny_backbone, faces):
+    # the mirror image's flip-sum adds the same two views; a plain embedding differs
+    embedder = TorchEmbedder(tiny_backbone)
+    mirrored = faces[:, :, ::-1, :]
+    assert not np.array_equal(mirrored, faces)
+    a = embed_images(embedder, faces, progress=False)
+    b = embed_images(embedder, mirrored, progress=False)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    plain = embed_images(embedder, faces, flip_sum=False, progress=False)
+    plain_mirrored = embed_images(embedder, mirrored, flip_sum=False, progress=False)
+    assert np.abs(plain - plain_mirrored).max() > 1e-3
+
+
+class _Fails(torch.nn.Module):
+    def forward(self, x):
+        raise RuntimeError("forward failed")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_embedder_leaves_the_module_in_the_mode_it_found(tiny_backbone, faces, training):
+    module = tiny_backbone.train(training)
+    module.features[2].train(not training)  # a mixed state comes back module by module
+    before = {name: m.training for name, m in module.named_modules()}
+    stats = module.features[1].running_mean.clone()
+    emb = TorchEmbedder(module).embed(faces)
+    assert {name: m.training for name, m in module.named_modules()} == before
+    torch.testing.assert_close(module.features[1].running_mean, stats)  # ran in eval mode
+    ref = reference_embedding(module.eval(), faces[:1], InputConvention(), False, False)
+    np.testing.assert_allclose(emb[:1], ref, rtol=1e-4, atol=1e-5)
+
+    failing = torch.nn.Sequential(tiny_backbone, _Fails()).train(training)
+    with pytest.raises(RuntimeError, match="forward failed"):
+        TorchEmbedder(failing).embed(faces)
+    assert all(m.training == training for m in failing.modules())

@@ -92,7 +92,8 @@ def test_run_directory_holds_model_log_tensorboard_and_reports(recipe_file, data
     (val,) = [r for r in records if r.get("bin") == "val"]
     assert 0 <= val["accuracy_10fold_mean"] <= 1 and 0 <= val["global_accuracy"] <= 1
     assert result.metrics["val"]["global_accuracy"] == val["global_accuracy"]
-    assert json.loads((run / "reports" / "val.json").read_text())["pairs"] == 20
+    written = json.loads((run / "reports" / "val.json").read_text())
+    assert written["pairs"] == 20 and written["global_accuracy"] == val["global_accuracy"]
     assert list((run / "tb").glob("events.out.tfevents.*"))
     module, info = load_model_artifact(run / "model.pt")
     assert info["metadata"]["learned_threshold"] == pytest.approx(result.learned_threshold)
@@ -100,6 +101,21 @@ def test_run_directory_holds_model_log_tensorboard_and_reports(recipe_file, data
     assert module(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
     head = load_head_from_artifact(run / "model.pt")
     assert head.scores(torch.randn(3, 16)).shape == (3, 8)
+
+
+def test_training_writes_the_report_facebench_verify_writes(recipe_file, data_root, tmp_path):
+    # the same function scores the live backbone and the saved model: same fields, same values
+    run = tmp_path / "run"
+    _run(recipe_file, data_root, run, "train.max_steps=3", "output.tensorboard=false")
+    out = tmp_path / "verify"
+    bin_path = str(data_root / "tiny" / "val.bin")
+    argv = ["verify", "--model", str(run / "model.pt"), "--bin", bin_path, "--out", str(out)]
+    assert main([*argv, "--batch-size", "40"]) == 0
+    for name in ("val.json", "transfer.json"):
+        trained = json.loads((run / "reports" / name).read_text())
+        verified = json.loads((out / name).read_text())
+        assert trained == verified
+    assert trained["kind"] == "transfer" and verified["sources"]["val"]["global"]["val"]
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(recipe_file, data_root, tmp_path):
