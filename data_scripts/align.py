@@ -20,16 +20,15 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 
 from tqdm import tqdm
 
 from facebench.data.align import align_face, detect_landmarks, load_detector, read_landmarks
-from facebench.data.folders import temporary_output_dir
 from facebench.data.images import encode_image, read_image
 from facebench.embed.sources import list_images
 from facebench.errors import DataError, FacebenchError
+from facebench.fileio import atomic_dir, check_output_dir
 
 log = logging.getLogger("align")
 
@@ -69,19 +68,15 @@ def _jobs(args):
 
 def align_folder(args) -> tuple[int, int]:
     """Align every job into a temporary folder renamed to --out; return (aligned, failed)."""
+    check_output_dir(args.out, new=True)
     detector = (
         load_detector(args.detector, args.det_size, args.det_thresh) if args.detector else None
     )
     jobs = _jobs(args)
     if not jobs:
         raise DataError(f"{args.landmarks or args.images}: no faces to align")
-    tmp = temporary_output_dir(args.out)
-    try:
+    with atomic_dir(args.out) as tmp:
         used, failures = _align_into(tmp, jobs, detector, args)
-        os.replace(tmp, args.out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return len(used), len(failures)
 
 

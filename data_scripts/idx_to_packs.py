@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from facebench.data.idx_ubyte import load_idx_split
 from facebench.data.images import encode_image
 from facebench.data.packs import write_face_pack
 from facebench.errors import DataError, FacebenchError
+from facebench.fileio import atomic_dir, check_output_dir, write_text
 
 log = logging.getLogger("idx_to_packs")
 NUM_FOLDS = 10
@@ -156,10 +156,7 @@ def convert_idx_set(
             "heldout_pairs": len(issame),
         },
     }
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".split.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(split, f, indent=2)
-    os.replace(tmp, out / "split.json")
+    write_text(out / "split.json", json.dumps(split, indent=2))
     return split
 
 
@@ -200,16 +197,17 @@ def main(argv: list[str] | None = None) -> int:
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        split = convert_idx_set(
-            args.src,
-            args.out,
-            parse_classes(args.open_train_classes),
-            train_per_class=args.train_per_class,
-            test_per_class=args.test_per_class,
-            pairs_per_half=args.pairs_per_half,
-            seed=args.seed,
-        )
+        check_output_dir(args.out, new=True)
+        with atomic_dir(args.out) as tmp:
+            split = convert_idx_set(
+                args.src,
+                tmp,
+                parse_classes(args.open_train_classes),
+                train_per_class=args.train_per_class,
+                test_per_class=args.test_per_class,
+                pairs_per_half=args.pairs_per_half,
+                seed=args.seed,
+            )
     except FacebenchError as exc:
         print(f"idx_to_packs: error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from facebench.data.bins import write_verification_bin
 from facebench.data.images import decode_image
-from facebench.errors import DataError
+from facebench.errors import DataError, FacebenchError
+from facebench.fileio import check_output_file
 
 
 def parse_pairs(path: str) -> list[tuple[str, int, str, int]]:
@@ -86,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        check_output_file(args.out)
         count, genuine = pairs_to_bin(args.pairs, args.root, args.out, args.pattern)
-    except DataError as exc:
+    except FacebenchError as exc:
         print(f"lfw_pairs_to_bin: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {count} pairs ({genuine} genuine, {count - genuine} impostor)")

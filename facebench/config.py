@@ -183,10 +183,9 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     """Write the resolved recipe as YAML (atomic: temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    from facebench.fileio import write_text
+
+    write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 def resolve_data_path(value: str, data_root: str | os.PathLike | None, key: str) -> Path:

@@ -23,3 +23,7 @@ class ModelError(FacebenchError):
 
 class EvalError(FacebenchError):
     """Inputs to an evaluation that cannot give a meaningful number."""
+
+
+class WriteError(FacebenchError):
+    """An output that cannot be written: a bad path, a full disk, an output in use."""

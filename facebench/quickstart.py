@@ -10,11 +10,9 @@ report and never touches an earlier run.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 from facebench.data.synthetic import SynthConfig
 from facebench.errors import ConfigError, DataError
+from facebench.fileio import atomic_dir, check_output_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +88,7 @@ def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig) -> Path:
             f"{data_dir}: holds synthetic data made with other settings; "
             "pass another --data directory or remove it"
         )
-    tmp = data_dir.with_name(f".{data_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        write_synthetic_dataset(str(tmp), cfg, workers=min(2, os.cpu_count() or 1))
-        os.makedirs(data_dir.parent, exist_ok=True)
-        os.replace(tmp, data_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_synthetic_dataset(str(data_dir), cfg, workers=min(2, os.cpu_count() or 1))
     return data_dir
 
 
@@ -134,7 +126,6 @@ def evaluate_run(run_dir: Path, data_dir: Path, identification_images: tuple, de
     from facebench.eval.identification import identification_metrics
     from facebench.eval.uniform_model import evaluate_uniform_model
     from facebench.eval.verify_bins import verify_bins
-    from facebench.report.jsonio import write_json
 
     model = run_dir / "model.pt"
     reports = run_dir / "reports"
@@ -153,19 +144,6 @@ def evaluate_run(run_dir: Path, data_dir: Path, identification_images: tuple, de
     write_json(str(reports / "identification.json"), identification)
 
 
-def _check_output(out: Path) -> None:
-    """Refuse an existing or unwritable output folder before any work is done."""
-    if out.exists():
-        raise ConfigError(
-            f"{out}: already exists; nothing was changed. Choose another --out or remove it"
-        )
-    parent = out.parent
-    if not parent.is_dir():
-        raise ConfigError(f"{parent}: the folder for --out does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{parent}: not writable, cannot create {out.name}")
-
-
 def run_quickstart(
     out: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -182,14 +160,15 @@ def run_quickstart(
     chosen = SIZES[size]
     out = Path(out).absolute()
     recipes = Path(recipes_dir) if recipes_dir else default_recipes_dir()
-    _check_output(out)
+    check_output_dir(out, new=True)
+    check_output_dir(data_dir, option="--data")
     recipe_files = [recipes / "synth" / f"{head}.yaml" for head in HEADS]
     for recipe in recipe_files:
         if not recipe.is_file():
             raise ConfigError(f"{recipe}: quickstart recipe missing (see --recipes)")
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     started = time.perf_counter()
-    try:
+    with atomic_dir(out) as tmp_dir:
+        tmp = Path(tmp_dir)
         data = ensure_synthetic_data(Path(data_dir).absolute() / f"synth-{size}", chosen.synth)
         identification_images = identification_split(chosen.synth)
         runs = []
@@ -218,14 +197,5 @@ def run_quickstart(
             "synth": asdict(chosen.synth),
             "heads": list(HEADS),
         }
-        (tmp / "quickstart.json").write_text(json.dumps(summary, indent=1) + "\n")
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno == errno.ENOSPC:
-            raise DataError(f"{out}: disk full while writing the quickstart; nothing kept") from exc
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / "quickstart.json", summary)
     return out / Path(report).name

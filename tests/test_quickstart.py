@@ -8,7 +8,7 @@ import pytest
 
 from facebench import quickstart
 from facebench.cli import main
-from facebench.errors import ConfigError, DataError
+from facebench.errors import ConfigError, DataError, WriteError
 
 
 def test_existing_output_is_refused_and_left_untouched(tmp_path, capsys):
@@ -24,7 +24,7 @@ def test_existing_output_is_refused_and_left_untouched(tmp_path, capsys):
 def test_unwritable_parent_is_refused(tmp_path, monkeypatch):
     # os.access answers for the real permissions; simulate a read-only mount for any user.
     monkeypatch.setattr(quickstart.os, "access", lambda path, mode: False)
-    with pytest.raises(ConfigError, match="not writable"):
+    with pytest.raises(WriteError, match="not writable"):
         quickstart.run_quickstart(tmp_path / "out", tmp_path / "data", size="quick")
     assert not (tmp_path / "out").exists()
 
@@ -43,7 +43,7 @@ def test_full_disk_gives_one_message_and_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(quickstart, "ensure_synthetic_data", no_space)
-    with pytest.raises(DataError, match="disk full"):
+    with pytest.raises(WriteError, match=r"out: cannot write \(No space left on device\)"):
         quickstart.run_quickstart(tmp_path / "out", tmp_path / "data", size="quick")
     assert list(tmp_path.iterdir()) == []
 

@@ -126,7 +126,10 @@ def _info(args) -> int:
     if args.path.endswith(".bin"):
         from facebench.data.bins import describe_bin as describe
     else:
+        from facebench.data.packs import check_pack_folder
         from facebench.data.packs import describe_pack as describe
+
+        check_pack_folder(args.path)
     for line in describe(args.path, samples=args.samples):
         print(line)
     return 0

@@ -36,7 +36,7 @@ def run(args) -> int:
 
     from facebench.embed.io import load_embeddings
     from facebench.eval.identification import identification_metrics
-    from facebench.report.jsonio import write_json
+    from facebench.fileio import write_json
     from facebench.search.service import identities_from_sidecar
 
     gallery, g_meta = load_embeddings(args.gallery)

@@ -34,7 +34,7 @@ def run(args) -> int:
 
     from facebench.cli._model_args import embedder_from_args
     from facebench.eval.ijb import evaluate_ijb
-    from facebench.report.jsonio import write_json
+    from facebench.fileio import write_json
 
     embedder = embedder_from_args(args)
     r = evaluate_ijb(

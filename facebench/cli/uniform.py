@@ -35,7 +35,7 @@ def run(args) -> int:
     import os
 
     from facebench.eval.uniform_model import evaluate_uniform_model
-    from facebench.report.jsonio import write_json
+    from facebench.fileio import write_json
 
     r = evaluate_uniform_model(
         args.model, args.pack, args.device, args.batch_size, flip_sum=args.flip_sum

@@ -11,16 +11,16 @@ import importlib
 import io
 import os
 import pickle
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from facebench.data.folders import image_extension, temporary_output_dir
+from facebench.data.folders import image_extension
 from facebench.data.images import decode_image, encode_image, read_image
 from facebench.errors import DataError
+from facebench.fileio import atomic_dir, atomic_file
 
 # (module, name) pairs a bin may reference: what numpy 1.x / 2.x and Python 2 / 3 pickles of
 # bytes, bool arrays and uint8 arrays need, and nothing else.
@@ -153,11 +153,8 @@ def write_verification_bin(path: str, images: Sequence, issame: Sequence[bool]) 
     images = [bytes(x) if isinstance(x, (bytes, bytearray)) else np.asarray(x) for x in images]
     checked = _check_bin((images, list(issame)), path)
     payload = (checked.images, [bool(x) for x in checked.issame])
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_file(path) as f:
         pickle.dump(payload, f, protocol=4)
-    os.replace(tmp, path)
 
 
 def _extension(item) -> str:
@@ -173,9 +170,8 @@ def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
     Encoded images are written byte for byte; raw arrays become lossless PNG.
     """
     vbin = read_verification_bin(path)
-    tmp_dir = temporary_output_dir(out_dir)
     width = max(5, len(str(len(vbin))))
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         for i in tqdm(range(len(vbin.images)), desc="bin to folder", disable=not progress):
             item = vbin.images[i]
             name = os.path.join(tmp_dir, f"{i // 2:0{width}d}_{i % 2}{_extension(item)}")
@@ -187,10 +183,6 @@ def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
                 f.write(data)
         with open(os.path.join(tmp_dir, "issame.txt"), "w") as f:
             f.writelines(f"{int(x)}\n" for x in vbin.issame)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    os.replace(tmp_dir, out_dir)
     return len(vbin)
 
 

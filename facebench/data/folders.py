@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import torch
 from torch.utils.data import Dataset
@@ -20,6 +18,7 @@ from facebench.data.images import (
 )
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.errors import DataError
+from facebench.fileio import atomic_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: written beside a pack made from a folder: one identity folder name per line, in label order
@@ -67,15 +66,6 @@ class ImageFolderDataset(Dataset):
         return to_tensor(rgb, self.convention), label
 
 
-def temporary_output_dir(out_dir: str) -> str:
-    """A new temporary directory beside ``out_dir`` (which must not exist) to rename into place."""
-    if os.path.exists(out_dir):
-        raise DataError(f"{out_dir}: output directory already exists")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
-
-
 def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int, int]:
     """Pack an image folder (files stored byte for byte); returns ``(images, classes)``.
 
@@ -97,15 +87,10 @@ def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int,
             size.append(shape)
             yield label, data
 
-    tmp_dir = temporary_output_dir(out_dir)
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         counts = write_face_pack(tmp_dir, checked(), read_image(samples[0][0]).shape[:2])
         with open(os.path.join(tmp_dir, CLASS_NAMES_FILE), "w") as f:
             f.writelines(f"{name}\n" for name in classes)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    os.replace(tmp_dir, out_dir)
     return counts
 
 
@@ -118,10 +103,9 @@ def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple
     """
     pack = FacePack(pack_path)
     names = _class_names(os.path.dirname(pack.rec_path))
-    tmp_dir = temporary_output_dir(out_dir)
     labels = set()
     width = len(str(int(pack.image_keys.max()))) if len(pack.image_keys) else 1
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         for key in tqdm(pack.image_keys, desc="to-folder", unit="img", disable=not progress):
             data, label = pack.read_encoded(int(key))
             name = names[label] if names and label < len(names) else f"{label:07d}"
@@ -132,10 +116,6 @@ def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple
             file_name = f"{int(key):0{width}d}{image_extension(data)}"
             with open(os.path.join(directory, file_name), "wb") as f:
                 f.write(data)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    os.replace(tmp_dir, out_dir)
     return len(pack.image_keys), len(labels)
 
 

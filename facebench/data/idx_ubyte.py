@@ -9,12 +9,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from facebench.errors import DataError
+from facebench.fileio import write_bytes
 
 #: idx type code -> big-endian numpy dtype.
 IDX_DTYPES = {
@@ -89,14 +89,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool | None 
     data = header + body
     if compress if compress is not None else path.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, data)
 
 
 def find_idx_file(directory: str | os.PathLike, split: str, kind: str) -> Path:

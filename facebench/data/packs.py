@@ -24,6 +24,7 @@ from facebench.data.images import (
 )
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
+from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
 
 
 def read_property(path: str) -> tuple[int, int, int]:
@@ -42,10 +43,7 @@ def read_property(path: str) -> tuple[int, int, int]:
 
 def write_property(path: str, num_classes: int, height: int, width: int) -> None:
     """Write a property file atomically."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{num_classes},{height},{width}\n")
-    os.replace(tmp, path)
+    write_text(path, f"{num_classes},{height},{width}\n")
 
 
 def image_label(header: IRHeader) -> int:
@@ -167,7 +165,6 @@ def write_face_pack(
     ``samples`` yields ``(label, encoded_image)`` with each label's images contiguous. Classes are
     ``0..max(label)``; a class with no images gets an empty range.
     """
-    os.makedirs(out_dir, exist_ok=True)
     rec = os.path.join(out_dir, f"{name}.rec")
     ranges: dict[int, tuple[int, int]] = {}
     key = 1
@@ -214,6 +211,34 @@ class PackDataset(Dataset):
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
         return to_tensor(rgb, self.convention), label
+
+
+def check_pack_folder(directory: str) -> None:
+    """DataError saying what a pack folder lacks: a temporary folder or leftover temporaries
+    of an interrupted write, or a file its ``synth.json`` says was written."""
+    directory = str(directory)
+    if not os.path.isdir(directory):
+        return
+    if TEMP_TAG in os.path.basename(os.path.abspath(directory)):
+        raise DataError(
+            f"{directory}: a temporary folder left by an interrupted write, not a complete pack; "
+            "remove it and write the output again"
+        )
+    expected = []
+    summary = os.path.join(directory, "synth.json")
+    if os.path.exists(summary):
+        written = read_json(summary)
+        expected += ["train.rec", "train.idx", "property"]
+        if written.get("test_images"):
+            expected += ["test.rec", "test.idx"]
+        expected += list(written.get("bins", {}))
+    missing = [name for name in expected if not os.path.exists(os.path.join(directory, name))]
+    leftovers = [os.path.basename(p) for p in stale_temporaries(directory)]
+    problems = [f"missing {', '.join(missing)}"] if missing else []
+    if leftovers:
+        problems.append(f"temporaries of an interrupted write: {', '.join(leftovers)}")
+    if problems:
+        raise DataError(f"{directory}: incomplete pack folder ({'; '.join(problems)})")
 
 
 def describe_pack(path: str, samples: int = 3, scan_limit: int = 100_000) -> list[str]:

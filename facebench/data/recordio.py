@@ -8,15 +8,16 @@ writes them. The ``.idx`` file maps integer keys to the byte offset of a record'
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from facebench.errors import DataError
+from facebench.fileio import atomic_file, staged, write_text
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -264,21 +265,20 @@ class IndexedRecordReader:
 
 
 class IndexedRecordWriter:
-    """Writes ``.rec`` + ``.idx`` under temporary names; renames both only on a clean exit.
-
-    Use as a context manager; an exception inside the block removes the temporary files.
-    """
+    """Writes ``.rec`` + ``.idx`` under temporary names (:mod:`facebench.fileio`); a clean exit
+    of the ``with`` block renames both into place together, an error removes both."""
 
     def __init__(self, rec_path: str, idx_path: str | None = None):
         self.rec_path = str(rec_path)
         self.idx_path = str(idx_path) if idx_path else os.path.splitext(self.rec_path)[0] + ".idx"
-        directory = os.path.dirname(os.path.abspath(self.rec_path))
-        os.makedirs(directory, exist_ok=True)
-        self._rec_tmp = _temporary_name(self.rec_path)
-        self._idx_tmp = _temporary_name(self.idx_path)
-        self._file = open(self._rec_tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         self._entries: list[tuple[int, int]] = []
         self._keys: set[int] = set()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> IndexedRecordWriter:
+        self._stack.enter_context(staged())
+        self._file = self._stack.enter_context(atomic_file(self.rec_path))
+        return self
 
     def write(self, key: int, payload: bytes) -> int:
         """Append record ``key``; returns its byte offset."""
@@ -291,45 +291,9 @@ class IndexedRecordWriter:
         self._entries.append((key, offset))
         return offset
 
-    def close(self) -> None:
-        """Finish: write the index and move both files to their final names."""
-        if self._file.closed:
-            return
-        self._file.close()
-        with open(self._idx_tmp, "w") as f:
-            f.writelines(f"{key}\t{offset}\n" for key, offset in self._entries)
-        publish(self._rec_tmp, self.rec_path)
-        publish(self._idx_tmp, self.idx_path)
-
-    def abort(self) -> None:
-        """Drop everything written so far."""
-        if not self._file.closed:
-            self._file.close()
-        for path in (self._rec_tmp, self._idx_tmp):
-            if os.path.exists(path):
-                os.remove(path)
-
-    def __enter__(self) -> IndexedRecordWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def _temporary_name(path: str) -> str:
-    """A fresh file name beside ``path`` (same directory, so os.replace is atomic)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    return tmp
-
-
-def publish(tmp: str, path: str) -> None:
-    """Give a finished temporary file the usual permissions and rename it to ``path``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            return self._stack.__exit__(exc_type, exc, tb)
+        with self._stack:
+            write_text(self.idx_path, "".join(f"{k}\t{o}\n" for k, o in self._entries))
+        return False

@@ -10,10 +10,13 @@ byte-identical for a seed and independent of the order in which images are made.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -25,8 +28,11 @@ from facebench.data.bins import write_verification_bin
 from facebench.data.images import encode_image
 from facebench.data.packs import write_face_pack
 from facebench.errors import ConfigError
+from facebench.fileio import atomic_dir, write_text
 
 log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "synth.json"
 
 _SHIFT = 4  # cv2 fixed-point bits: coordinates are drawn with 1/16 pixel precision
 _FIX = 1 << _SHIFT
@@ -605,10 +611,17 @@ def _encode_task(task: tuple) -> list[bytes]:
     return encode_identity_images(*task)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """One OpenCV thread; on Linux the kernel kills the worker when its parent dies (a killed
+    ``data synth`` leaves no workers behind)."""
     cv2.setNumThreads(1)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 # Below this many images a pool costs more (process start-up, imports) than it saves.
 _MIN_IMAGES_FOR_POOL = 4000
 
@@ -625,7 +638,8 @@ def _render_all(tasks: list[tuple], workers: int, desc: str) -> Iterator[list[by
             yield _encode_task(task)
             progress.update()
     else:
-        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        context = mp.get_context("spawn")
+        with context.Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
             for result in pool.imap(_encode_task, tasks, chunksize=4):
                 yield result
                 progress.update()
@@ -685,25 +699,24 @@ def write_synthetic_dataset(out_dir: str, cfg: SynthConfig, workers: int = 1) ->
 
     Files: ``train.rec/.idx``, ``property``, ``test.rec/.idx``, ``synth_val.bin``,
     ``synth_hard.bin`` and ``synth.json`` (the config and counts). Returns that summary.
+    ``out_dir`` must not exist: it is written under a temporary name and renamed when complete.
     Output is byte-identical for a config, whatever ``workers`` is.
     """
     cfg.check()
-    os.makedirs(out_dir, exist_ok=True)
     size = (cfg.image_size, cfg.image_size)
     n = cfg.images_per_identity
-    train = write_face_pack(out_dir, _pack_samples(cfg, range(n), workers, "train"), size)
-    summary = {"config": asdict(cfg), "train_images": train[0], "classes": train[1]}
-    if cfg.test_images_per_identity:
-        samples = _pack_samples(cfg, range(n, n + cfg.test_images_per_identity), workers, "test")
-        test = write_face_pack(out_dir, samples, size, name="test", property_file=False)
-        summary["test_images"] = test[0]
-    bins = {"synth_val.bin": (cfg.difficulty, 1), "synth_hard.bin": (cfg.hard_difficulty, 2)}
-    for name, (difficulty, stream) in bins.items():
-        _write_bin(cfg, os.path.join(out_dir, name), difficulty, stream, workers)
-    summary["bins"] = {name: cfg.pairs for name in bins}
-    tmp = os.path.join(out_dir, "synth.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "synth.json"))
+    with atomic_dir(out_dir) as tmp:
+        train = write_face_pack(tmp, _pack_samples(cfg, range(n), workers, "train"), size)
+        summary = {"config": asdict(cfg), "train_images": train[0], "classes": train[1]}
+        if cfg.test_images_per_identity:
+            images = range(n, n + cfg.test_images_per_identity)
+            samples = _pack_samples(cfg, images, workers, "test")
+            test = write_face_pack(tmp, samples, size, name="test", property_file=False)
+            summary["test_images"] = test[0]
+        bins = {"synth_val.bin": (cfg.difficulty, 1), "synth_hard.bin": (cfg.hard_difficulty, 2)}
+        for name, (difficulty, stream) in bins.items():
+            _write_bin(cfg, os.path.join(tmp, name), difficulty, stream, workers)
+        summary["bins"] = {name: cfg.pairs for name in bins}
+        write_text(os.path.join(tmp, SUMMARY_FILE), json.dumps(summary, indent=2))
     log.debug("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])
     return summary

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import tempfile
 
 import numpy as np
 import torch
@@ -15,6 +13,7 @@ from torch import nn
 from facebench.data.images import DEFAULT_CONVENTION, InputConvention
 from facebench.embed.onnx_convention import CONVENTION_METADATA_KEY, MODEL_NAME_METADATA_KEY
 from facebench.errors import DataError, ModelError
+from facebench.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +95,7 @@ def export_onnx(
         else ConventionAdapter(cpu_module, convention)
     ).eval()  # a new wrapper starts in train mode, and the exporter restores the mode it found
     onnx_conv = InputConvention("RGB", 127.5, 127.5, convention.size)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(out_path)}.", suffix=".onnx", dir=directory
-    )
-    os.close(fd)
-    try:
+    with atomic_path(out_path, suffix=".onnx") as tmp:
         example = torch.from_numpy(onnx_conv.apply(images[:2]))
         with torch.no_grad():
             torch.onnx.export(
@@ -141,10 +135,6 @@ def export_onnx(
         insightface = insightface_check and insightface_accepts(convention.size)
         if insightface:
             _insightface_check(tmp, convention.size)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return {
         "path": str(out_path),
         "max_abs_diff": max_diff,

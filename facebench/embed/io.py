@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from facebench.errors import DataError
-from facebench.report.jsonio import read_json, write_json
+from facebench.fileio import atomic_file, read_json, staged, write_json
 
 SIDECAR_FORMAT = "facebench-embeddings"
 
@@ -28,18 +27,12 @@ def save_embeddings(path: str, embeddings: np.ndarray, sidecar: dict) -> tuple[s
             raise DataError(
                 f"{path}: sidecar {key!r} has {len(sidecar[key])} entries, not {len(emb)}"
             )
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".npy", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, emb)
-        meta = {"format": SIDECAR_FORMAT, "count": len(emb), "dim": int(emb.shape[1]), **sidecar}
+    meta = {"format": SIDECAR_FORMAT, "count": len(emb), "dim": int(emb.shape[1]), **sidecar}
+    with staged():
+        with atomic_file(path) as f:
+            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(emb))
+            f.write(emb.data)  # file.write reports a full disk with its errno, ndarray.tofile not
         side = write_json(sidecar_path(path), meta)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     return str(path), side
 
 

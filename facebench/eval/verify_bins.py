@@ -22,7 +22,7 @@ from facebench.eval.verification import (
     score_report,
     transfer_table,
 )
-from facebench.report.jsonio import write_json
+from facebench.fileio import write_json
 
 log = logging.getLogger(__name__)
 

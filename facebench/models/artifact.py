@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from facebench.data.images import InputConvention
 from facebench.errors import FacebenchError, ModelError
+from facebench.fileio import atomic_file
 from facebench.models.registry import build_backbone
 
 FORMAT = "facebench-model"
@@ -57,14 +58,8 @@ def save_model_artifact(
         "metadata": _plain(dict(metadata or {}), f"{path}: metadata"),
         "head": None if head is None else _head_payload(head, path),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot write model artifact ({exc.strerror})") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        torch.save(payload, f)
     return path
 
 

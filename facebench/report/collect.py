@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from facebench.errors import DataError
-from facebench.report.jsonio import read_json
+from facebench.fileio import read_json
 
 
 @dataclass

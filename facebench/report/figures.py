@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
+
+from facebench.fileio import atomic_file
 
 
 def _figure(width: float = 6.0, height: float = 4.0):
@@ -20,16 +19,8 @@ def _figure(width: float = 6.0, height: float = 4.0):
 
 def save_figure(fig, path: str) -> str:
     """Write ``fig`` as PNG to ``path`` (temporary name, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".fig-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
     return path
 
 

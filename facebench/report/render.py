@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 
 from facebench.errors import DataError
+from facebench.fileio import write_text
 from facebench.report import figures
 from facebench.report.collect import RunReports, collect_reports
 
@@ -314,10 +314,6 @@ def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None 
     lines += uniform_section(runs, out_dir)
     lines += identification_section(runs)
     path = os.path.join(out_dir, "report.md")
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".md", dir=out_dir)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines).rstrip() + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines).rstrip() + "\n")
     log.debug("report: %s", path)
     return path

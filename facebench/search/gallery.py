@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 
 import numpy as np
 
 from facebench.errors import DataError
+from facebench.fileio import atomic_file
 
 #: The decision for a probe whose best cosine is not above the threshold.
 UNKNOWN = "unknown"
@@ -145,16 +144,9 @@ class Gallery:
                 "identities": self.identities.tolist(),
             }
         ).encode()
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".gallery-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
-                faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_file(path) as f:
+            f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(f.write))
 
     @classmethod
     def load(cls, path: str) -> Gallery:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import tempfile
 
 import numpy as np
 
 from facebench.embed.io import load_embeddings
 from facebench.errors import ConfigError, DataError
-from facebench.report.jsonio import read_json, write_json
+from facebench.fileio import atomic_file, exclusive, read_json, write_json
 from facebench.search.gallery import UNKNOWN, Gallery, decide
 
 log = logging.getLogger(__name__)
@@ -48,12 +47,14 @@ def build_gallery(
 
 
 def add_to_gallery(index_path: str, embeddings_path: str, sidecar: str | None = None) -> Gallery:
-    """Append embeddings (with sidecar identities) to a saved gallery, in place (atomically)."""
-    gallery = Gallery.load(index_path)
+    """Append embeddings (with sidecar identities) to a saved gallery, in place (atomically);
+    concurrent adds to one gallery wait for each other, so none is lost."""
     emb, meta = load_embeddings(embeddings_path, sidecar)
-    _check_dim(gallery, emb, embeddings_path, index_path)
-    gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
-    gallery.save(index_path)
+    with exclusive(index_path, wait=True, what="gallery index"):
+        gallery = Gallery.load(index_path)
+        _check_dim(gallery, emb, embeddings_path, index_path)
+        gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
+        gallery.save(index_path)
     return gallery
 
 
@@ -133,23 +134,16 @@ def write_search_results(path: str, report: dict) -> str:
         return write_json(path, report)
     if not path.endswith(".csv"):
         raise ConfigError(f"--out {path}: results go to a .json or .csv file")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            k = report["top_k"]
-            header = ["probe", "decision"]
-            for i in range(1, k + 1):
-                header += [f"identity_{i}", f"cosine_{i}"]
-            writer.writerow(header)
-            for r in report["results"]:
-                row = [r["probe"], r["decision"]]
-                for hit in r["top"]:
-                    row += [hit["identity"], f"{hit['cosine']:.6f}"]
-                writer.writerow(row)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        k = report["top_k"]
+        header = ["probe", "decision"]
+        for i in range(1, k + 1):
+            header += [f"identity_{i}", f"cosine_{i}"]
+        writer.writerow(header)
+        for r in report["results"]:
+            row = [r["probe"], r["decision"]]
+            for hit in r["top"]:
+                row += [hit["identity"], f"{hit['cosine']:.6f}"]
+            writer.writerow(row)
     return path

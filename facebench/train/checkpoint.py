@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facebench.errors import ModelError
+from facebench.fileio import atomic_file
 
 FORMAT = "facebench-checkpoint-1"
 #: Optimizer state entries shaped like their parameter (sharded with the head's rows).
@@ -29,15 +30,9 @@ def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
-    """``torch.save`` to a temporary name in the same directory, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` through :func:`facebench.fileio.atomic_file`."""
+    with atomic_file(path) as f:
+        torch.save({"format": FORMAT, **payload}, f)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

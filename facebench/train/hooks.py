@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facebench.fileio import append_text, write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -106,14 +108,11 @@ class JsonlHook(Hook):
             for line in self.path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= trainer.step
         ]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def on_record(self, trainer, record: dict) -> None:
         if trainer.ctx.is_main:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_text(self.path, json.dumps(record) + "\n")
 
 
 class TensorBoardHook(Hook):

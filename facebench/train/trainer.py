@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 
 from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
-from facebench.errors import ConfigError, ModelError
+from facebench.errors import ConfigError, ModelError, WriteError
+from facebench.fileio import exclusive
 from facebench.train import checkpoint as ckpt
 from facebench.train import dist
 from facebench.train.hooks import (
@@ -73,11 +75,34 @@ def train(
         raise ConfigError("overrides apply to recipe files; edit the Recipe object instead")
     ctx = dist.setup(device)
     try:
-        trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
-        trainer.hooks.extend(hooks)
-        return trainer.fit(resume=resume)
+        with _claimed(Path(run_dir), ctx.is_main):
+            trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
+            trainer.hooks.extend(hooks)
+            return trainer.fit(resume=resume)
     finally:
         dist.teardown(ctx)
+
+
+@contextlib.contextmanager
+def _claimed(run_dir: Path, is_main: bool):
+    """The main process holds an OS lock on the run folder for the whole run, so a second
+    ``train`` on it is refused; a run that fails before its first checkpoint removes the folder
+    it created."""
+    if not is_main:
+        yield
+        return
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
+    with exclusive(run_dir, wait=False, what="run folder"):
+        try:
+            yield
+        except BaseException:
+            if not existed and ckpt.latest_checkpoint(run_dir / "checkpoints") is None:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
 
 class Trainer:

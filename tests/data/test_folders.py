@@ -9,7 +9,7 @@ import torch
 from facebench.data.folders import ImageFolderDataset, folder_to_pack, pack_to_folder
 from facebench.data.images import InputConvention, encode_image, read_image
 from facebench.data.packs import FacePack
-from facebench.errors import DataError
+from facebench.errors import DataError, WriteError
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_mixed_sizes_rejected(folder, tmp_path):
 def test_existing_output_refused(folder, tmp_path):
     root, _ = folder
     (tmp_path / "pack").mkdir()
-    with pytest.raises(DataError, match="output directory already exists"):
+    with pytest.raises(WriteError, match="already exists"):
         folder_to_pack(root, tmp_path / "pack", progress=False)
 
 

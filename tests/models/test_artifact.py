@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from facebench.data.images import InputConvention
-from facebench.errors import ModelError
+from facebench.errors import ModelError, WriteError
 from facebench.models import artifact as artifact_module
 from facebench.models import build_backbone
 from facebench.models.artifact import (
@@ -83,12 +83,11 @@ def test_overwrite_is_atomic_when_writing_fails(saved, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(obj, f):
-        with open(f, "wb") as out:
-            out.write(b"half a file")
+        f.write(b"half a file")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(artifact_module.torch, "save", broken_save)
-    with pytest.raises(ModelError, match=r"model\.pt: cannot write model artifact"):
+    with pytest.raises(WriteError, match=r"model\.pt: cannot write \(No space left on device\)"):
         save_model_artifact(path, model, "tiny_face", KWARGS, CONVENTION, {})
     assert path.read_bytes() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]

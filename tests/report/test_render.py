@@ -12,8 +12,8 @@ from facebench.errors import DataError
 from facebench.eval.identification import identification_metrics
 from facebench.eval.uniform import uniform_metrics
 from facebench.eval.verification import evaluate_verification, transfer_table
+from facebench.fileio import read_json, write_json
 from facebench.report import comparison_table, render_report
-from facebench.report.jsonio import read_json, write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -129,9 +129,8 @@ def test_checkpoint_writes_atomically_and_keeps_the_newest(tmp_path, monkeypatch
     assert [p.name for p in sorted(directory.iterdir())] == ["step_00000002.pt", "step_00000003.pt"]
     assert ckpt.load_checkpoint(ckpt.latest_checkpoint(directory))["step"] == 3
 
-    def broken_save(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"half")
+    def broken_save(obj, f):
+        f.write(b"half")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
