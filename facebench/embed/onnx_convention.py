@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
 
 from facebench.data.images import InputConvention
 from facebench.errors import ModelError
@@ -11,6 +15,8 @@ from facebench.errors import ModelError
 CONVENTION_METADATA_KEY = "facebench.input_convention"
 #: Key of the ONNX metadata entry holding the backbone name of a facebench export.
 MODEL_NAME_METADATA_KEY = "facebench.model_name"
+
+log = logging.getLogger(__name__)
 
 
 def _load_graph(path: str):
@@ -34,11 +40,120 @@ def _graph_input_shape(path: str, model) -> list:
 
 def insightface_mean_std(model) -> tuple[float, float]:
     """insightface's ArcFaceONNX rule: Sub and Mul among the first 8 nodes mean the graph
-    normalizes itself (mxnet-converted models: mean 0, std 1); otherwise 127.5 / 127.5."""
+    normalizes itself (mxnet-converted models: mean 0, std 1); otherwise 127.5 / 127.5.
+    Kept to compare with: it misreads graphs that start with other nodes (quantized models)."""
     names = [node.name for node in model.graph.node[:8]]
     has_sub = any(n.startswith(("Sub", "_minus")) for n in names)
     has_mul = any(n.startswith(("Mul", "_mul")) for n in names)
     return (0.0, 1.0) if has_sub and has_mul else (127.5, 127.5)
+
+
+#: Nodes between the input and its normalization that leave pixel values as they are.
+_PASS_THROUGH = {"Transpose", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"}
+#: Element-wise arithmetic a normalization is made of.
+_ARITHMETIC = {"Sub", "Add", "Mul", "Div"}
+
+
+@dataclass(frozen=True)
+class GraphNormalization:
+    """``(x - mean) / std`` that a graph applies to its input, per channel (1 or 3 values)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    ops: tuple[str, ...]
+
+    def unit_range(self) -> bool:
+        """Whether the constants mean inputs in 0..1 (as torchvision's 0.485/0.229), not 0..255."""
+        return max(self.mean) <= 1 and max(self.std) <= 1 and max(self.mean) > 0
+
+    def describe(self) -> str:
+        """``(x - 127.5) / 128`` or ``(x - (123.7, 116.3, 103.5)) / (58.4, 57.1, 57.4)``."""
+
+        def fmt(values):
+            text = ", ".join(f"{v:.4g}" for v in values)
+            return text if len(values) == 1 else f"({text})"
+
+        return f"(x - {fmt(self.mean)}) / {fmt(self.std)}"
+
+
+def _constant(name: str, initializers: dict, producers: dict):
+    """The value of tensor ``name`` if the graph fixes it (initializer, Constant node, or a
+    Cast / Identity / Reshape / DequantizeLinear of one), else None."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if name in initializers:
+        return numpy_helper.to_array(initializers[name]).astype(np.float64)
+    node = producers.get(name)
+    if node is None:
+        return None
+    if node.op_type == "Constant":
+        value = helper.get_attribute_value(node.attribute[0]) if node.attribute else None
+        if isinstance(value, TensorProto):
+            value = numpy_helper.to_array(value)
+        return None if value is None else np.asarray(value, dtype=np.float64)
+    values = [_constant(i, initializers, producers) if i else None for i in node.input]
+    if not values or values[0] is None:
+        return None
+    if node.op_type in ("Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze"):
+        return values[0]
+    if node.op_type == "DequantizeLinear" and len(values) > 1 and values[1] is not None:
+        zero = values[2] if len(values) > 2 and values[2] is not None else 0.0
+        return (values[0] - zero) * values[1]  # scalar or per-axis scale of a per-channel value
+    return None
+
+
+def graph_normalization(model) -> GraphNormalization | None:
+    """The normalization a graph applies to its input, read from the graph.
+
+    Follows the first real input through layout, cast and (de)quantize nodes to the first
+    arithmetic or Conv node, then composes the chain of Sub / Add / Mul / Div by constants
+    (scalar or per channel, in any order) into ``(x - mean) / std``. None when the input
+    reaches anything else first (no normalization in the graph).
+    """
+    initializers = {t.name: t for t in model.graph.initializer}
+    inputs = [i.name for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        return None
+    consumers, producers = {}, {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producers[name] = node
+    tensor, scale, shift, ops = inputs[0], np.ones(1), np.zeros(1), []
+    while len(consumers.get(tensor, [])) == 1:
+        node = consumers[tensor][0]
+        if node.op_type in _PASS_THROUGH and node.input[0] == tensor:
+            tensor = node.output[0]
+            continue
+        if node.op_type not in _ARITHMETIC or len(node.input) != 2:
+            break
+        first = node.input[0] == tensor
+        value = _constant(node.input[1 if first else 0], initializers, producers)
+        if (
+            value is None
+            or value.size not in (1, 3)
+            or (not first and node.op_type in ("Sub", "Div"))
+        ):
+            break  # not a constant, not per channel, or c - x / c / x: no normalization
+        value = value.reshape(-1)
+        if node.op_type == "Sub":
+            shift = shift - value
+        elif node.op_type == "Add":
+            shift = shift + value
+        elif node.op_type == "Mul":
+            scale, shift = scale * value, shift * value
+        elif np.all(value != 0):  # Div
+            scale, shift = scale / value, shift / value
+        else:
+            break
+        ops.append(node.op_type)
+        tensor = node.output[0]
+    if not ops or np.any(scale == 0):
+        return None
+    mean, std = -shift / scale, 1.0 / scale
+    mean, std = np.broadcast_arrays(mean, std)
+    return GraphNormalization(tuple(map(float, mean)), tuple(map(float, std)), tuple(ops))
 
 
 def detect_onnx_convention(
@@ -51,7 +166,10 @@ def detect_onnx_convention(
     """The convention an ONNX model expects; options given here win over what is detected.
 
     Order: explicit options, then the convention facebench stored in the model's metadata, then
-    insightface's detection (RGB, mean/std from the graph's first nodes, size from the input).
+    the graph: when it normalizes its input itself (:func:`graph_normalization`), raw pixels
+    (0..255, or 0..1 when its constants are for that range); else insightface's default
+    (127.5 / 127.5). RGB unless stored; size from the graph's input. Logs (INFO) one line
+    saying which convention is used and where it came from.
     """
     model = _load_graph(str(path))
     shape = _graph_input_shape(str(path), model)
@@ -63,10 +181,24 @@ def detect_onnx_convention(
     meta = {p.key: p.value for p in model.metadata_props}
     if CONVENTION_METADATA_KEY in meta:
         detected = InputConvention.from_dict(json.loads(meta[CONVENTION_METADATA_KEY]))
+        origin = "stored by facebench export"
     else:
-        d_mean, d_std = insightface_mean_std(model)
         height, width = shape[2] or 112, shape[3] or 112
-        detected = InputConvention("RGB", d_mean, d_std, (height, width))
+        in_graph = graph_normalization(model)
+        if in_graph is None:
+            detected = InputConvention("RGB", 127.5, 127.5, (height, width))
+            origin = (
+                "assumed: no normalization found in the graph, insightface's default; "
+                "--mean/--std/--color override it"
+            )
+        else:
+            pixels = 255.0 if in_graph.unit_range() else 1.0
+            detected = InputConvention("RGB", 0.0, pixels, (height, width))
+            origin = (
+                f"detected from the graph, which normalizes its input itself: "
+                f"{in_graph.describe()} ({' then '.join(in_graph.ops)}); RGB assumed, "
+                "--color BGR overrides it"
+            )
     conv = InputConvention(
         color=color or detected.color,
         mean=detected.mean if mean is None else float(mean),
@@ -79,7 +211,25 @@ def detect_onnx_convention(
         if want is not None and want != have:
             name = "height" if axis == 0 else "width"
             raise ModelError(f"{path}: the model's input {name} is {want}, not {have}")
+    given = [
+        f"--{flag}"
+        for flag, value in (("color", color), ("mean", mean), ("std", std), ("size", size))
+        if value is not None
+    ]
+    if given:
+        origin = f"{' '.join(given)} given; otherwise {origin}"
+    log.info("%s: input %s", path, describe_convention(conv, origin))
     return conv
+
+
+def describe_convention(conv: InputConvention, origin: str) -> str:
+    """One line: channel order, size, the arithmetic applied to 0..255 pixels, and its origin."""
+    height, width = conv.size
+    if conv.mean == 0 and conv.std in (1, 255):
+        fed = "0..255 pixels as they are" if conv.std == 1 else "pixels / 255 (0..1)"
+    else:
+        fed = f"(x - {conv.mean:g}) / {conv.std:g} of 0..255 pixels"
+    return f"{conv.color} {height}x{width}, fed {fed} ({origin})"
 
 
 def check_onnx_input(path: str, shape: list, type_name: str, convention: InputConvention) -> None:

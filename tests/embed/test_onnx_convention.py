@@ -1,4 +1,7 @@
-"""External ONNX models: convention detection as insightface does it, options, bad inputs."""
+"""External ONNX models: the input convention stored, read from the graph or assumed; options;
+bad inputs."""
+
+import json
 
 import numpy as np
 import onnx
@@ -7,7 +10,12 @@ from onnx import TensorProto, helper
 
 from facebench.data.images import InputConvention
 from facebench.embed import OnnxEmbedder, load_embedder
-from facebench.embed.onnx_convention import detect_onnx_convention
+from facebench.embed.onnx_convention import (
+    CONVENTION_METADATA_KEY,
+    detect_onnx_convention,
+    graph_normalization,
+    insightface_mean_std,
+)
 from facebench.errors import ConfigError, ModelError
 
 
@@ -107,3 +115,184 @@ def test_load_embedder_dispatch_and_errors(tmp_path):
         load_embedder(str(tmp_path / "m.bin"))
     with pytest.raises(ConfigError, match="precision"):
         load_embedder(path, precision="int8")
+
+
+# In-graph normalization read from the graph: each layout below normalizes 0..255 RGB pixels
+# with NORM (per channel), then a 1x1 Conv (weights W) and a spatial mean give the embedding.
+W = np.array([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0], [2.0, 0.0, 1.0], [-1.0, 1.5, 0.0]])
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53])
+IMAGENET_STD = np.array([58.395, 57.12, 57.375])
+
+
+def _const(name, values, shape=None):
+    values = np.asarray(values, dtype=np.float32)
+    shape = list(values.shape) if shape is None else shape
+    return helper.make_tensor(name, TensorProto.FLOAT, shape, values.reshape(-1).tolist())
+
+
+def normalization_layout(kind):
+    """(nodes, initializers, output name, per-channel (mean, std) the graph applies)."""
+    if kind == "sub_mul":
+        inits = [_const("m", [127.5], []), _const("s", [1 / 128], [])]
+        nodes = [
+            helper.make_node("Sub", ["data", "m"], ["a"]),
+            helper.make_node("Mul", ["a", "s"], ["x"]),
+        ]
+        return nodes, inits, "x", (127.5, 128.0)
+    if kind == "add_negative_mul":
+        inits = [
+            _const("m", -IMAGENET_MEAN, [1, 3, 1, 1]),
+            _const("s", 1 / IMAGENET_STD, [1, 3, 1, 1]),
+        ]
+        nodes = [
+            helper.make_node("Add", ["m", "data"], ["a"]),  # constant first: Add commutes
+            helper.make_node("Mul", ["a", "s"], ["x"]),
+        ]
+        return nodes, inits, "x", (IMAGENET_MEAN, IMAGENET_STD)
+    if kind == "div":
+        nodes = [helper.make_node("Div", ["data", "s"], ["x"])]
+        return nodes, [_const("s", [255.0], [])], "x", (0.0, 255.0)
+    if kind == "mul_then_sub":
+        inits = [_const("s", [1 / 127.5], []), _const("one", [1.0], [])]
+        nodes = [
+            helper.make_node("Mul", ["data", "s"], ["a"]),
+            helper.make_node("Sub", ["a", "one"], ["x"]),
+        ]
+        return nodes, inits, "x", (127.5, 127.5)
+    if kind == "transpose":  # NHWC inside, per-channel constants of shape (3,)
+        inits = [_const("m", IMAGENET_MEAN), _const("s", IMAGENET_STD)]
+        nodes = [
+            helper.make_node("Transpose", ["data"], ["nhwc"], perm=[0, 2, 3, 1]),
+            helper.make_node("Sub", ["nhwc", "m"], ["a"]),
+            helper.make_node("Div", ["a", "s"], ["b"]),
+            helper.make_node("Transpose", ["b"], ["x"], perm=[0, 3, 1, 2]),
+        ]
+        return nodes, inits, "x", (IMAGENET_MEAN, IMAGENET_STD)
+    if kind == "unit_range":  # constants for 0..1 inputs
+        inits = [_const("m", [0.5], []), _const("s", [0.5], [])]
+        nodes = [
+            helper.make_node("Sub", ["data", "m"], ["a"]),
+            helper.make_node("Div", ["a", "s"], ["x"]),
+        ]
+        return nodes, inits, "x", (127.5, 127.5)
+    if kind == "quantized":  # int8 QDQ: (de)quantized input, constants and weights
+        inits = [
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+            helper.make_tensor("zero_u8", TensorProto.UINT8, [], [0]),
+            helper.make_tensor("s_q", TensorProto.INT8, [], [1]),
+            helper.make_tensor("s_scale", TensorProto.FLOAT, [], [1 / 128]),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["data", "one", "zero_u8"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "one", "zero_u8"], ["dq"]),
+            helper.make_node(
+                "Constant", [], ["m"], value=helper.make_tensor("v", TensorProto.FLOAT, [], [127.5])
+            ),
+            helper.make_node("DequantizeLinear", ["s_q", "s_scale"], ["s"]),
+            helper.make_node("Sub", ["dq", "m"], ["a"]),
+            helper.make_node("Mul", ["a", "s"], ["x"]),
+        ]
+        return nodes, inits, "x", (127.5, 128.0)
+    assert kind == "none"
+    return [], [], "data", None
+
+
+def conv_model(path, kind):
+    """The layout ``kind`` before a 1x1 Conv and a spatial mean; int8 weights when quantized."""
+    nodes, inits, name, norm = normalization_layout(kind)
+    weights = W.reshape(4, 3, 1, 1)
+    if kind == "quantized":  # weights dequantized by the first node, as quantizers emit them
+        inits += [
+            helper.make_tensor("w_q", TensorProto.INT8, [4, 3, 1, 1], (weights * 4).reshape(-1)),
+            helper.make_tensor("w_scale", TensorProto.FLOAT, [], [0.25]),
+        ]
+        nodes.insert(0, helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"]))
+    else:
+        inits.append(_const("w", weights))
+    nodes += [
+        helper.make_node("Conv", [name, "w"], ["c"]),
+        helper.make_node("ReduceMean", ["c"], ["fc1"], axes=[2, 3], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, ["N", 4])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path), norm
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "sub_mul",
+        "add_negative_mul",
+        "div",
+        "mul_then_sub",
+        "transpose",
+        "unit_range",
+        "quantized",
+        "none",
+    ],
+)
+def test_in_graph_normalization_is_read_and_the_embeddings_are_right(tmp_path, kind, caplog):
+    path, norm = conv_model(tmp_path / f"{kind}.onnx", kind)
+    with caplog.at_level("INFO", logger="facebench.embed.onnx_convention"):
+        embedder = OnnxEmbedder(path)
+    line = caplog.messages[-1]
+    assert line.startswith(f"{path}: input RGB 112x112")
+    in_graph = graph_normalization(onnx.load(path))
+    if kind == "none":
+        assert in_graph is None and "assumed: no normalization found" in line
+        assert "--mean/--std/--color" in line
+        mean, std = 127.5, 127.5  # insightface's default, fed by facebench
+    else:
+        assert "detected from the graph" in line
+        assert in_graph.describe() in line
+        mean, std = norm
+        if kind == "unit_range":  # read as 0..1 constants: pixels fed / 255
+            assert (in_graph.mean, in_graph.std) == ((0.5,), (0.5,))
+            assert embedder.convention.std == 255.0
+        else:
+            np.testing.assert_allclose(
+                np.broadcast_to(in_graph.mean, 3), np.broadcast_to(mean, 3), rtol=1e-6
+            )
+            np.testing.assert_allclose(
+                np.broadcast_to(in_graph.std, 3), np.broadcast_to(std, 3), rtol=1e-6
+            )
+            assert (embedder.convention.mean, embedder.convention.std) == (0.0, 1.0)
+    rgb = np.random.default_rng(1).integers(0, 256, (3, 112, 112, 3), dtype=np.uint8)
+    channel_means = rgb.astype(np.float64).mean(axis=(1, 2))
+    expected = ((channel_means - mean) / std) @ W.T
+    np.testing.assert_allclose(embedder.embed(rgb), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_insightface_rule_misreads_a_quantized_model(tmp_path):
+    """The reason for reading the graph: insightface looks at node names, finds the weights'
+    DequantizeLinear nodes first and feeds (x - 127.5) / 127.5 to a self-normalizing model."""
+    path, _ = conv_model(tmp_path / "q.onnx", "quantized")
+    model = onnx.load(path)
+    assert insightface_mean_std(model) == (127.5, 127.5)
+    assert detect_onnx_convention(path).mean == 0.0
+
+
+def test_log_says_stored_or_given(tmp_path, caplog):
+    path = pooled_model(tmp_path / "m.onnx")
+    model = onnx.load(path)
+    model.metadata_props.add(
+        key=CONVENTION_METADATA_KEY, value=json.dumps(InputConvention("BGR", 0.0, 1.0).to_dict())
+    )
+    onnx.save(model, path)
+    with caplog.at_level("INFO", logger="facebench.embed.onnx_convention"):
+        assert detect_onnx_convention(path).color == "BGR"
+        detect_onnx_convention(path, mean=127.5, std=127.5)
+    stored, given = caplog.messages[-2:]
+    assert stored.endswith(
+        "BGR 112x112, fed 0..255 pixels as they are (stored by facebench export)"
+    )
+    assert "fed (x - 127.5) / 127.5 of 0..255 pixels (--mean --std given; otherwise stored" in given
