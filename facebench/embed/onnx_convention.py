@@ -38,16 +38,6 @@ def _graph_input_shape(path: str, model) -> list:
     return [d.dim_value if d.dim_value > 0 else None for d in dims]
 
 
-def insightface_mean_std(model) -> tuple[float, float]:
-    """insightface's ArcFaceONNX rule: Sub and Mul among the first 8 nodes mean the graph
-    normalizes itself (mxnet-converted models: mean 0, std 1); otherwise 127.5 / 127.5.
-    Kept to compare with: it misreads graphs that start with other nodes (quantized models)."""
-    names = [node.name for node in model.graph.node[:8]]
-    has_sub = any(n.startswith(("Sub", "_minus")) for n in names)
-    has_mul = any(n.startswith(("Mul", "_mul")) for n in names)
-    return (0.0, 1.0) if has_sub and has_mul else (127.5, 127.5)
-
-
 #: Nodes between the input and its normalization that leave pixel values as they are.
 _PASS_THROUGH = {"Transpose", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"}
 #: Element-wise arithmetic a normalization is made of.

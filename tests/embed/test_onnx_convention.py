@@ -14,7 +14,6 @@ from facebench.embed.onnx_convention import (
     CONVENTION_METADATA_KEY,
     detect_onnx_convention,
     graph_normalization,
-    insightface_mean_std,
 )
 from facebench.errors import ConfigError, ModelError
 
@@ -275,10 +274,12 @@ def test_in_graph_normalization_is_read_and_the_embeddings_are_right(tmp_path, k
 def test_insightface_rule_misreads_a_quantized_model(tmp_path):
     """The reason for reading the graph: insightface looks at node names, finds the weights'
     DequantizeLinear nodes first and feeds (x - 127.5) / 127.5 to a self-normalizing model."""
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
     path, _ = conv_model(tmp_path / "q.onnx", "quantized")
-    model = onnx.load(path)
-    assert insightface_mean_std(model) == (127.5, 127.5)
-    assert detect_onnx_convention(path).mean == 0.0
+    theirs = ArcFaceONNX(model_file=path)
+    assert (theirs.input_mean, theirs.input_std) == (127.5, 127.5)
+    assert (detect_onnx_convention(path).mean, detect_onnx_convention(path).std) == (0.0, 1.0)
 
 
 def test_log_says_stored_or_given(tmp_path, caplog):
