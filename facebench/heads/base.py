@@ -19,13 +19,22 @@ from facebench.heads.distributed import (
     gather_row_counts,
     group_rank_and_size,
     replicated_input,
+    sum_of_shares,
+)
+from facebench.heads.margins import MARGINS, MIN_MARGIN
+from facebench.heads.params import (
+    FLAGS,
+    check_choice,
+    check_flag,
+    check_number,
+    check_size,
+    fail,
 )
 from facebench.heads.sampling import num_sampled_classes, sample_local_classes
 
 DEFAULT_SCALE = 64.0
 WEIGHT_INIT_STD = 0.01
 NORM_EPS = 1e-12  # as F.normalize: vectors shorter than this are divided by it instead
-BIAS_MODES = ("none", "class", "unified")
 
 
 @dataclass(frozen=True)
@@ -42,92 +51,110 @@ def default_bias_init(num_classes: int) -> float:
     return math.log(10.0 * num_classes)
 
 
-def _config_float(name: str, value, *, positive: bool = False) -> float:
-    """``value`` as a finite float, or ConfigError naming the parameter."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"head parameter {name}={value!r} is not a number") from None
-    if not math.isfinite(number) or (positive and number <= 0):
-        kind = "a positive finite number" if positive else "finite"
-        raise ConfigError(f"head parameter {name}={value!r} must be {kind}")
-    return number
-
-
-def _config_count(name: str, value) -> int:
-    """``value`` as a positive int, or ConfigError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"head parameter {name}={value!r} must be a positive integer")
-    return value
-
-
 class ClassifierHead(nn.Module):
     """A classifier over K classes whose loss subclasses define from margin-adjusted logits.
 
-    Rank i of ``process_group`` holds the rows of a contiguous class slice (all K without a
+    Subclasses declare what differs as class attributes: ``bias_mode``, ``normalized``, the
+    defaults of ``scale``, ``margin`` and ``margin_type`` (a key of ``margins.MARGINS``), and
+    ``params``, the recipe parameters they accept (each defaults to the class attribute of that
+    name). Rank i of ``process_group`` holds the rows of a contiguous class slice (all K without a
     group). Scores are s_k = γ cos θ_k − b_k (normalized) or w_k·x − b_k (linear, γ = 1);
     ``bias_init=None`` means log(10 K).
     """
 
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        *,
-        normalized: bool,
-        scale: float | None,
-        margin: float,
-        bias_mode: str,
-        bias_init: float | None,
-        bias_weight_decay: bool,
-        sample_ratio: float,
-        process_group,
-    ):
+    name = "head"  # set by @register_head
+    params: tuple[str, ...] = ("sample_ratio",)
+    bias_mode = "none"
+    normalized = True
+    scale = DEFAULT_SCALE
+    margin = 0.0
+    margin_type = "cosine"
+    bias_init: float | None = None
+    bias_weight_decay = False
+    sample_ratio = 1.0
+
+    def __init__(self, embedding_size: int, num_classes: int, *, process_group=None, **params):
         super().__init__()
-        self.embedding_size = _config_count("embedding_size", embedding_size)
-        self.num_classes = _config_count("num_classes", num_classes)
-        if not isinstance(normalized, bool):
-            raise ConfigError(f"head parameter normalized={normalized!r} must be true or false")
-        if not normalized and scale is not None:
-            raise ConfigError(f"head parameter scale={scale!r} applies only to normalized=True")
-        self.normalized = normalized
-        scale = DEFAULT_SCALE if scale is None else scale
-        self.scale = _config_float("scale", scale, positive=True) if normalized else 1.0
-        self.margin = _config_float("margin", margin)
-        if self.margin != 0 and not normalized:
-            raise ConfigError(f"head parameter margin={margin!r} needs normalized=True")
-        self.sample_ratio = _config_float("sample_ratio", sample_ratio, positive=True)
-        if self.sample_ratio > 1:
-            raise ConfigError(f"head parameter sample_ratio={sample_ratio!r} must be in (0, 1]")
-        if not isinstance(bias_weight_decay, bool):
-            raise ConfigError(
-                f"head parameter bias_weight_decay={bias_weight_decay!r} must be true or false"
-            )
-        self.bias_weight_decay = bias_weight_decay
-        if bias_mode not in BIAS_MODES:
-            raise ConfigError(f"bias mode {bias_mode!r} is not one of {BIAS_MODES}")
-        self.bias_mode = bias_mode
+        for key in params:
+            if key not in self.params:
+                raise ConfigError(
+                    f"head {self.name!r} has no parameter {key!r} "
+                    f"(accepted: {', '.join(self.params)})"
+                )
+        self.embedding_size = check_size("embedding_size", embedding_size)
+        self.num_classes = check_size("num_classes", num_classes)
+        for key, value in params.items():
+            setattr(self, key, value)
+        self.check_params(params)
+        self.margin_fn = MARGINS[self.margin_type]
 
         self.process_group = process_group
         self.rank, self.world_size = group_rank_and_size(process_group)
         self.class_start, self.num_local = class_slice(self.num_classes, self.world_size, self.rank)
         weight = torch.empty(self.num_local, self.embedding_size)
         self.weight = nn.Parameter(weight.normal_(0.0, WEIGHT_INIT_STD))
-        if bias_init is None:
-            bias_init = default_bias_init(self.num_classes)
-        bias_value = _config_float("bias_init", bias_init)
-        if bias_mode == "class":
-            self.bias = nn.Parameter(torch.full((self.num_local,), bias_value))
-        elif bias_mode == "unified":
-            self.bias = nn.Parameter(torch.tensor(bias_value))
+        if self.bias_mode == "class":
+            self.bias = nn.Parameter(torch.full((self.num_local,), self.initial_bias()))
+        elif self.bias_mode == "unified":
+            self.bias = nn.Parameter(torch.tensor(self.initial_bias()))
         else:
             self.register_parameter("bias", None)
         self.sampled_classes: torch.Tensor | None = None
 
+    def check_params(self, given: dict) -> None:
+        """Validate every recipe parameter (``given``: those set explicitly, as given);
+        subclasses add checks that involve several parameters."""
+        for key in self.params:
+            value = getattr(self, key)
+            if key in FLAGS:
+                value = check_flag(self.name, key, value)
+            elif key == "margin_type":
+                value = check_choice(self.name, key, value, tuple(MARGINS))
+            elif not (key == "bias_init" and value is None):
+                value = check_number(self.name, key, value)
+            setattr(self, key, value)
+        if not self.normalized:
+            if "scale" in given:
+                raise fail(
+                    self.name, f"parameter scale={given['scale']!r} applies only to normalized=True"
+                )
+            if self.margin != 0:
+                raise fail(
+                    self.name,
+                    f"parameter margin={given.get('margin', self.margin)!r} needs normalized=True",
+                )
+            self.scale = 1.0
+        low = MIN_MARGIN[self.margin_type]
+        if self.margin < low:
+            raise fail(
+                self.name,
+                f"parameter margin={self.margin!r} must be >= {low:g} for margin_type "
+                f"{self.margin_type!r}",
+            )
+
+    def initial_bias(self) -> float:
+        """The bias every class (or the unified bias) starts from: ``bias_init`` or log(10 K)."""
+        return default_bias_init(self.num_classes) if self.bias_init is None else self.bias_init
+
     # ---- what subclasses define -------------------------------------------------------------
-    def positive_value(self, values: torch.Tensor) -> torch.Tensor:
-        """The target class's cosine after the margin: the cosine margin cos θ_y − m by default."""
-        return values - self.margin
+    def batch_context(self, x, values, rows, cols):
+        """Per-batch quantities the margins need (e.g. embedding norms), computed identically on
+        every rank from the gathered batch ``x``; running statistics are updated here. None by
+        default."""
+        return None
+
+    def target_value(self, cosine: torch.Tensor, rows: torch.Tensor, context) -> torch.Tensor:
+        """The target classes' values after the margin (``rows``: their samples); unscaled."""
+        return self.margin_fn(cosine, self.margin)
+
+    def other_values(self, values: torch.Tensor, context) -> torch.Tensor:
+        """The (N, C) class values as they enter the logits (unscaled; target entries are
+        overwritten afterwards); may work in place. The identity by default."""
+        return values
+
+    def regularizer(self, context) -> torch.Tensor | float:
+        """A term added to the mean loss (once, not per rank). 0 by default."""
+        return 0.0
 
     def per_sample_loss(
         self, logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
@@ -149,8 +176,10 @@ class ClassifierHead(nn.Module):
             values = self._class_values(x, weight.to(dtype))
             rows = torch.nonzero(target >= 0).squeeze(1)
             cols = target[rows]
-            positive = self.scale * self.positive_value(values[rows, cols])
+            context = self.batch_context(x, values, rows, cols)
+            positive = self.scale * self.target_value(values[rows, cols], rows, context)
             # In place from here: (N, C) is the big tensor, and no backward needs these values.
+            values = self.other_values(values, context)
             logits = values.mul_(self.scale) if self.scale != 1.0 else values
             bias = self._bias(local_rows)
             if bias is not None:
@@ -158,7 +187,14 @@ class ClassifierHead(nn.Module):
                 logits.sub_(bias)
                 positive = positive - (bias if bias.dim() == 0 else bias[cols])
             logits.index_put_((rows, cols), positive)
-            return self.per_sample_loss(logits, rows, cols).mean()
+            loss = self.per_sample_loss(logits, rows, cols).mean()
+            extra = self.regularizer(context)
+            if torch.is_tensor(extra):
+                # every rank holds the whole batch: rank 0's copy alone carries the gradient
+                loss = loss + sum_of_shares(
+                    extra if self.rank == 0 else extra * 0, self.process_group
+                )
+            return loss
 
     def _class_values(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """(N, C) cosines (normalized) or dot products (linear) against ``weight`` rows.
@@ -294,14 +330,18 @@ class ClassifierHead(nn.Module):
             if self.bias_mode == "class":
                 bias = all_gather_rows(bias, self.process_group)
             state["bias"] = bias.cpu().clone()
+        for key, buffer in self.named_buffers():  # running statistics, the same on every rank
+            state[key] = buffer.detach().cpu().clone()
         return state
 
     def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load a :meth:`full_state_dict` written at any world size; keep this rank's slice."""
-        expected = {"weight"} | ({"bias"} if self.bias is not None else set())
+        buffers = dict(self.named_buffers())
+        expected = {"weight"} | ({"bias"} if self.bias is not None else set()) | set(buffers)
         if set(state) != expected:
             raise ModelError(f"head state has keys {sorted(state)}, expected {sorted(expected)}")
         shapes = {"weight": (self.num_classes, self.embedding_size)}
+        shapes.update({key: tuple(buffer.shape) for key, buffer in buffers.items()})
         if self.bias is not None:
             shapes["bias"] = (self.num_classes,) if self.bias_mode == "class" else ()
         for key, shape in shapes.items():
@@ -317,3 +357,5 @@ class ClassifierHead(nn.Module):
                 if self.bias_mode == "class":
                     bias = bias[self.class_start : end]
                 self.bias.copy_(bias)
+            for key, buffer in buffers.items():
+                buffer.copy_(state[key])

@@ -13,22 +13,26 @@ def reference_settings(name: str, params: dict, num_classes: int) -> dict:
     """The head's effective settings, spelled out independently of the library's defaults."""
     normalized = params.get("normalized", name != "softmax")
     default_margin = {"cosface": 0.4, "arcface": 0.5}.get(name, 0.0)
+    default_type = "angular" if name == "arcface" else "cosine"
     return {
         "name": name,
         "normalized": normalized,
         "scale": params.get("scale", 64.0) if normalized else 1.0,
         "margin": params.get("margin", default_margin),
+        "margin_type": params.get("margin_type", default_type),
         "neg_weight": params.get("neg_weight", 1.0),
     }
 
 
-def _target_cosine(name: str, cosine, margin: float):
-    """The target class's value after the margin, with ArcFace written through the angle."""
-    if name == "arcface":
+def target_cosine(margin_type: str, cosine, margin: float):
+    """The target class's value after the margin, angular ones written through the angle."""
+    if margin_type == "angular":
         theta = torch.acos(cosine)
         if theta + margin <= math.pi:
             return torch.cos(theta + margin)
         return cosine - margin * math.sin(margin)
+    if margin_type == "multiplicative":
+        return torch.cos(torch.clamp(margin * torch.acos(cosine), max=math.pi))
     return cosine - margin
 
 
@@ -44,7 +48,7 @@ def reference_loss(settings: dict, x, y, weight, bias) -> torch.Tensor:
             if settings["normalized"]:
                 value = value / (torch.linalg.norm(x[i]) * torch.linalg.norm(weight[k]))
             if k == int(y[i]):
-                value = _target_cosine(settings["name"], value, settings["margin"])
+                value = target_cosine(settings["margin_type"], value, settings["margin"])
             logit = settings["scale"] * value
             if bias is not None:
                 logit = logit - (bias if bias.dim() == 0 else bias[k])

@@ -69,3 +69,19 @@ def test_bad_state_dicts():
         head.load_full_state_dict({**state, "bias": torch.zeros(4)})
     with pytest.raises(ModelError, match="keys"):
         build_head("cosface", 4, 5).load_full_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("bce_u", {"margin_type": "arc"}, "margin_type='arc' must be one of cosine, angular"),
+        ("bce_u", {"margin": -0.1}, r"margin=-0\.1 is outside the allowed range \[0, inf\)"),
+        ("bce_d", {"margin": 0.5, "margin_type": "multiplicative"}, "must be >= 1 for margin_type"),
+        ("cosface", {"scale": -64}, r"scale=-64 is outside the allowed range \(0, inf\)"),
+        ("bce_u", {"neg_weight": 0}, r"neg_weight=0 is outside the allowed range \(0, inf\)"),
+        ("bce_u", {"bias_init": True}, "bias_init=True is not a number"),
+    ],
+)
+def test_errors_name_head_parameter_and_range(name, params, message):
+    with pytest.raises(ConfigError, match=f"^head '{name}': parameter .*{message}"):
+        build_head(name, 4, 5, **params)
