@@ -6,8 +6,10 @@ DESCRIPTION = """\
 Evaluate a model on IJB-B or IJB-C from InsightFace's release layout (ROOT/meta/*.txt, *.csv and
 ROOT/loose_crop/): crops are aligned with the provided 5-point landmarks, image features are
 emb(img) + emb(flip) times faceness, templates average within media and sum across media.
-Writes OUT/<dataset>.json with TAR@FAR (FPR nearest each target, as published), the exact global
-threshold, EER, AUC and, when the 1:N lists are present, CMC and rank-1 TPIR@FPIR per gallery."""
+Writes OUT/<dataset>.json with TAR@FAR as published (the ROC point whose FPR is nearest each
+target: tar_at_nearest_far, printed) and with FAR <= target (tar_at_far, as `facebench verify`),
+each with its thresholds, the exact global threshold, EER, AUC and, when the 1:N lists are
+present, CMC and rank-1 TPIR@FPIR per gallery."""
 
 
 def register(subparsers) -> None:
@@ -32,6 +34,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import os
 
+    from facebench import schema
     from facebench.cli._model_args import embedder_from_args
     from facebench.eval.ijb import evaluate_ijb
     from facebench.fileio import write_json
@@ -42,7 +45,7 @@ def run(args) -> int:
     )
     r["model"] = args.model
     path = write_json(os.path.join(args.out, f"{args.dataset}.json"), r)
-    tars = "  ".join(f"TAR@{k} {100 * v:.2f}" for k, v in r["tar_at_far"].items())
+    tars = "  ".join(f"TAR@{k} {100 * v:.2f}" for k, v in r[schema.TAR_AT_NEAREST_FAR].items())
     print(f"{args.dataset} 1:1: {tars}  AUC {r['auc']:.4f}")
     for name, g in r.get("one_to_n", {}).items():
         tpir = "  ".join(f"TPIR@{k} {100 * v:.2f}" for k, v in g.get("dir_at_fpir", {}).items())

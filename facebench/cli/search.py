@@ -5,9 +5,11 @@ from __future__ import annotations
 DESCRIPTION = """\
 Search probe embeddings in a gallery built by `facebench index build`. For each probe: the top-k
 identities with cosine scores and a decision: the best identity when its cosine is above the
-global threshold, else "unknown". The threshold is given (--threshold) or read from a
-`facebench verify` report (--threshold-from lfw.json: its global_threshold, or with --far the
-threshold that reached that FAR on the bin). Results go to a .json or .csv file."""
+global threshold, else "unknown". The threshold is given (--threshold) or read from a report
+(--threshold-from): a `facebench verify` report (lfw.json) or an IJB report gives its
+global_threshold, or with --far the threshold whose FAR on its pairs is at most that target
+(the one behind its tar_at_far); an identification report gives, with --far, its threshold at
+that FPIR. Results go to a .json or .csv file."""
 
 
 def register(subparsers) -> None:
@@ -24,8 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--sidecar", help="probe sidecar JSON (default: beside the .npy)")
     thr = p.add_mutually_exclusive_group(required=True)
     thr.add_argument("--threshold", type=float, help="global cosine threshold")
-    thr.add_argument("--threshold-from", help="verification report JSON (facebench verify)")
-    p.add_argument("--far", type=float, help="with --threshold-from: use the threshold at this FAR")
+    thr.add_argument("--threshold-from", help="verify, ijb or identification report JSON")
+    p.add_argument(
+        "--far", type=float, help="with --threshold-from: the threshold at this FAR (FPIR)"
+    )
     p.add_argument("--top-k", type=int, default=5, help="identities listed per probe")
     p.add_argument("--search-params", help="faiss parameters, e.g. nprobe=32 or efSearch=128")
     p.add_argument("--out", required=True, help="results file (.json or .csv)")

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
+from facebench import schema
 from facebench.errors import EvalError
-from facebench.eval.verification import far_key
 
 TARGET_FPIRS = (1e-3, 1e-2, 1e-1)
 CMC_RANKS = (1, 5, 10)
@@ -35,7 +35,7 @@ def rates_at_fpir(mated_hits: np.ndarray, nonmated_top1: np.ndarray, fpirs=TARGE
         if k < 1:
             continue
         tau = non[non.size - 1 - k]
-        out[far_key(fpir)] = {
+        out[schema.rate_key(fpir)] = {
             "tpir": float(np.mean(hits > tau)),
             "fpir": float(np.mean(non > tau)),
             "threshold": float(tau),
@@ -116,7 +116,7 @@ def identification_metrics(
     rank = distinct_ranks(found[mated], probe_ids[mated])
     top_hit = found[mated, 0] == probe_ids[mated]
     report = {
-        "kind": "identification",
+        schema.KIND: schema.IDENTIFICATION,
         "factory": factory,
         "search_params": search_params,
         "gallery_size": len(gallery),
@@ -130,9 +130,9 @@ def identification_metrics(
         rates = rates_at_fpir(
             np.where(top_hit, cosines[mated, 0], -np.inf), cosines[~mated, 0], fpirs
         )
-        report["dir_at_fpir"] = {key: v["tpir"] for key, v in rates.items()}
-        report["dir_threshold"] = {key: v["threshold"] for key, v in rates.items()}
-        report["fpir_actual"] = {key: v["fpir"] for key, v in rates.items()}
+        report[schema.DIR_AT_FPIR] = {key: v["tpir"] for key, v in rates.items()}
+        report[schema.DIR_THRESHOLD] = {key: v["threshold"] for key, v in rates.items()}
+        report[schema.FPIR_ACTUAL] = {key: v["fpir"] for key, v in rates.items()}
     report["recall_at_1_vs_exact"] = (
         None if factory == "Flat" else exact_recall_at_1(index, all_emb, probes)
     )

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facebench import schema
 from facebench.errors import DataError, EvalError
-from facebench.eval.verification import TARGET_FARS, check_labels, far_key, threshold_report
+from facebench.eval.verification import TARGET_FARS, check_labels, threshold_report
 
 log = logging.getLogger(__name__)
 
@@ -161,28 +162,49 @@ def tar_at_nearest_far(scores: np.ndarray, labels: np.ndarray, fars=TARGET_FARS)
     """IJB convention: TAR at the ROC point (sklearn ``roc_curve``) whose FPR is nearest each
     target, the highest TAR among equally near points (as InsightFace's IJB scripts, which
     reverse the ROC arrays before their argmin); reported only where the impostor count allows
-    the target (n * FAR >= 1)."""
+    the target (n * FAR >= 1). Returns ``{key: {"tar", "far", "threshold"}}``: the point's TPR,
+    its FPR and a cosine threshold that reproduces it ("same" iff score > threshold)."""
     from sklearn.metrics import roc_curve
 
-    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    values = np.unique(scores)
     n_imp = int((~labels).sum())
     out = {}
     for far in fars:
         if far * n_imp >= 1 - 1e-9:
             gap = np.abs(fpr - far)
-            out[far_key(far)] = float(tpr[np.flatnonzero(gap == gap.min())[-1]])
+            j = np.flatnonzero(gap == gap.min())[-1]
+            out[schema.rate_key(far)] = {
+                "tar": float(tpr[j]),
+                "far": float(fpr[j]),
+                "threshold": _strictly_below(values, thresholds[j]),
+            }
     return out
 
 
+def _strictly_below(values: np.ndarray, at_least: float) -> float:
+    """A tau with ``score > tau`` iff ``score >= at_least`` for the sorted distinct ``values``:
+    the midpoint to the next lower score (1 below the lowest; the top score for sklearn's inf)."""
+    if not np.isfinite(at_least):
+        return float(values[-1])
+    i = int(np.searchsorted(values, at_least))
+    lower = values[i - 1] if i > 0 else at_least - 2.0
+    tau = (lower + at_least) / 2.0
+    return float(tau if lower <= tau < at_least else lower)
+
+
 def verify_1to1(ids: np.ndarray, feats: np.ndarray, meta: IJBMeta, source: str) -> dict:
-    """1:1 template report: ``tar_at_far`` in the IJB convention (nearest FPR), the same with
-    FAR <= target as ``tar_at_far_at_most``, and the global-threshold metrics."""
+    """1:1 template report: the pair-report fields of :mod:`facebench.schema` (``tar_at_far``
+    with FAR <= target, its thresholds and FARs) plus the IJB convention's nearest-FPR figures
+    (``tar_at_nearest_far`` with their thresholds and FPRs)."""
     a = feats[_rows_of(ids, meta.pairs[:, 0], source)]
     b = feats[_rows_of(ids, meta.pairs[:, 1], source)]
     cos = np.einsum("ij,ij->i", a, b)
     report = threshold_report(cos, check_labels(meta.labels, source))
-    report["tar_at_far_at_most"] = report["tar_at_far"]
-    report["tar_at_far"] = tar_at_nearest_far(cos, meta.labels)
+    nearest = tar_at_nearest_far(cos, meta.labels)
+    report[schema.TAR_AT_NEAREST_FAR] = {k: v["tar"] for k, v in nearest.items()}
+    report[schema.TAR_AT_NEAREST_FAR_THRESHOLD] = {k: v["threshold"] for k, v in nearest.items()}
+    report[schema.TAR_AT_NEAREST_FAR_FAR] = {k: v["far"] for k, v in nearest.items()}
     return report
 
 
@@ -221,7 +243,7 @@ def evaluate_ijb(
     report = {"name": dataset, "root": str(root), "images": len(meta.images)}
     report["templates"] = len(ids)
     report.update(verify_1to1(ids, tfeats, meta, source))
-    report["kind"] = "ijb"
+    report[schema.KIND] = schema.IJB
     probe = os.path.join(root, "meta", f"{dataset}_1N_probe_mixed.csv")
     if one_to_n or (one_to_n is None and os.path.exists(probe)):
         report["one_to_n"] = search_1n(root, dataset, ids, tfeats)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from facebench import schema
 from facebench.errors import EvalError
 
 HISTOGRAM_BINS = 100
@@ -99,7 +100,7 @@ def margin_metrics(
     classes, class_sizes = np.unique(labels, return_counts=True)
     class_right = np.array([per_class.get(c, 0) for c in classes.tolist()])
     report = {
-        "kind": "uniform",
+        schema.KIND: schema.UNIFORM,
         "samples": int(n),
         "classes_present": int(classes.size),
         "sample_accuracy": float(right.mean()),

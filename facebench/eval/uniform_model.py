@@ -6,25 +6,24 @@ import logging
 
 import numpy as np
 
+from facebench import schema
 from facebench.errors import EvalError, ModelError
 from facebench.eval.uniform import margin_metrics
 
 log = logging.getLogger(__name__)
 
 
-def score_units(head) -> tuple[float, float | None, str]:
-    """(offset, learned threshold, units): scores / scale + offset are in the reported units.
+def score_units(head) -> tuple[float, str]:
+    """(offset, units): scores / scale + offset are in the reported units.
 
-    Unified bias: cosine (offset b/γ). Per-class bias: cosine − b_k/γ. No bias: cosine. Linear
-    heads have γ = 1. The threshold is ``head.decision_threshold()`` (None where it has none)."""
+    Unified bias: cosine (offset b/γ), the units of ``head.decision_threshold()``. Per-class
+    bias: cosine − b_k/γ. No bias: cosine. Linear heads have γ = 1 and "w.x" for cosine."""
     cosine = "cosine" if head.normalized else "w.x"
-    decision = head.decision_threshold()
-    threshold = None if decision is None else decision.value
     if head.bias_mode == "unified":
-        return float(head.bias.detach()) / head.scale, threshold, cosine
+        return float(head.bias.detach()) / head.scale, cosine
     if head.bias_mode == "class":
-        return 0.0, threshold, f"{cosine} - b_k/scale"
-    return 0.0, threshold, cosine
+        return 0.0, f"{cosine} - b_k/scale"
+    return 0.0, cosine
 
 
 def head_margins(head, embeddings: np.ndarray, labels: np.ndarray, offset: float, chunk=1024):
@@ -75,9 +74,12 @@ def evaluate_uniform_model(
             f"{pack_path}: label {int(labels.max())} is outside the head's "
             f"{head.num_classes} classes (the pack must hold training identities)"
         )
-    offset, threshold, units = score_units(head)
+    offset, units = score_units(head)
+    decision = head.decision_threshold()
+    threshold = None if decision is None else decision.value
     pos, neg = head_margins(head, emb, labels, offset)
     report = margin_metrics(pos, neg, labels, threshold)
+    report[schema.LEARNED_THRESHOLD_UNITS] = None if decision is None else decision.units
     report.update(
         {
             "model": str(model_path),

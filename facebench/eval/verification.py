@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from facebench import schema
 from facebench.errors import EvalError
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,6 @@ TARGET_FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 HISTOGRAM_EDGES = np.linspace(-1.0, 1.0, 201)
 CURVE_THRESHOLDS = np.linspace(-1.0, 1.0, 401)
 ROC_POINTS = 200
-
-
-def far_key(far: float) -> str:
-    """The report key of a FAR target: ``1e-06``, ``1e-03``, ..."""
-    return f"{far:.0e}"
 
 
 def dist_to_cosine(dist: float) -> float:
@@ -176,7 +172,7 @@ def val_at_far(
         vals.append(float(np.count_nonzero(accept & same) / n_gen[f]))
         fars.append(float(np.count_nonzero(accept & ~same) / n_imp[f]))
         chosen.append(t)
-    key = f"val_at_far_{far_target:.0e}".replace("e-0", "e-")
+    key = schema.val_key(far_target)
     return {
         key: float(np.mean(vals)),
         f"{key}_std": float(np.std(vals)),
@@ -239,7 +235,7 @@ def tar_at_far(cos: np.ndarray, issame: np.ndarray, fars=TARGET_FARS) -> dict:
 
     The threshold is the lowest with FAR <= target: k = floor(target * n_impostor) impostors may
     pass, so tau is the (k+1)-th highest impostor score ("same" iff cos > tau). Returns
-    ``{key: {"tar", "far", "threshold"}}`` keyed by :func:`far_key`."""
+    ``{key: {"tar", "far", "threshold"}}`` keyed by :func:`facebench.schema.rate_key`."""
     gen, imp = _split_sorted(cos, issame)
     out = {}
     for far in fars:
@@ -247,7 +243,7 @@ def tar_at_far(cos: np.ndarray, issame: np.ndarray, fars=TARGET_FARS) -> dict:
         if k < 1:
             continue
         tau = imp[imp.size - 1 - k]
-        out[far_key(far)] = {
+        out[schema.rate_key(far)] = {
             "tar": float(np.count_nonzero(gen > tau) / gen.size),
             "far": float(np.count_nonzero(imp > tau) / imp.size),
             "threshold": float(tau),
@@ -315,13 +311,13 @@ def threshold_report(cos: np.ndarray, issame: np.ndarray) -> dict:
         "pairs": int(issame.size),
         "genuine_pairs": int(issame.sum()),
         "impostor_pairs": int((~issame).sum()),
-        "global_threshold": tau,
-        "global_accuracy": global_acc,
+        schema.GLOBAL_THRESHOLD: tau,
+        schema.GLOBAL_ACCURACY: global_acc,
         "eer": equal_error_rate(cos, issame),
         "auc": roc_auc(cos, issame),
-        "tar_at_far": {k: v["tar"] for k, v in tars.items()},
-        "tar_at_far_threshold": {k: v["threshold"] for k, v in tars.items()},
-        "tar_at_far_far": {k: v["far"] for k, v in tars.items()},
+        schema.TAR_AT_FAR: {k: v["tar"] for k, v in tars.items()},
+        schema.TAR_AT_FAR_THRESHOLD: {k: v["threshold"] for k, v in tars.items()},
+        schema.TAR_AT_FAR_FAR: {k: v["far"] for k, v in tars.items()},
         **figure_data(cos, issame),
     }
 
@@ -329,8 +325,8 @@ def threshold_report(cos: np.ndarray, issame: np.ndarray) -> dict:
 def score_report(dist: np.ndarray, cos: np.ndarray, issame: np.ndarray, source: str) -> dict:
     """Every verification metric from pair distances and cosines (see module docstring)."""
     issame = check_labels(issame, source)
-    report = {"kind": "verification", **ten_fold_accuracy(dist, issame, source=source)}
-    report.update(val_at_far(dist, issame, source=source) or {"val_at_far_1e-3": None})
+    report = {schema.KIND: schema.VERIFICATION, **ten_fold_accuracy(dist, issame, source=source)}
+    report.update(val_at_far(dist, issame, source=source) or {schema.val_key(VAL_FAR): None})
     report.update(threshold_report(cos, issame))
     return report
 
@@ -351,7 +347,7 @@ def transfer_table(
 
     ``scores`` maps a name to (cosines, issame). For each source set, its oracle global threshold
     and its threshold for ``target_far`` are applied to every target set (accuracy, TAR, FAR)."""
-    key = far_key(target_far)
+    key = schema.rate_key(target_far)
     table = {"target_far": target_far, "sources": {}}
     for src, (cos, issame) in scores.items():
         issame = check_labels(issame, src)

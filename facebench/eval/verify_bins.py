@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facebench import schema
 from facebench.embed.io import load_embeddings
 from facebench.errors import EvalError
 from facebench.eval.verification import (
@@ -158,5 +159,5 @@ def verify_bins(
         reports[name] = report
         scores[name] = (scored.cos, scored.issame)
     table = transfer_table(scores, target_far)
-    write_json(os.path.join(str(out_dir), "transfer.json"), {"kind": "transfer", **table})
+    write_json(os.path.join(str(out_dir), "transfer.json"), {schema.KIND: schema.TRANSFER, **table})
     return reports

@@ -6,6 +6,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 
+from facebench import schema
 from facebench.errors import DataError
 from facebench.fileio import read_json
 
@@ -50,15 +51,15 @@ def collect_reports(path: str, name: str | None = None) -> RunReports:
     run = RunReports(name or default_name(path))
     for file in _json_files(path):
         data = read_json(file)
-        kind = data.get("kind")
+        kind = data.get(schema.KIND)
         label = data.get("name") or os.path.splitext(os.path.basename(file))[0]
-        if kind in ("verification", "ijb"):
+        if kind in schema.PAIR_KINDS:
             run.verification[label] = data
-        elif kind == "transfer":
+        elif kind == schema.TRANSFER:
             run.transfer = data
-        elif kind == "uniform":
+        elif kind == schema.UNIFORM:
             run.uniform = data
-        elif kind == "identification":
+        elif kind == schema.IDENTIFICATION:
             run.identification[os.path.splitext(os.path.basename(file))[0]] = data
     if not (run.verification or run.uniform or run.identification):
         raise DataError(f"{path}: none of its JSON files is a facebench evaluation report")

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 
+from facebench import schema
 from facebench.errors import DataError
 from facebench.fileio import write_text
 from facebench.report import figures
@@ -34,12 +35,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
 
-def learned_threshold(run: RunReports, report: dict) -> float | None:
-    """The head's learned threshold in cosine, from the report or the run's uniform report."""
-    if report.get("learned_threshold") is not None:
-        return report["learned_threshold"]
+def cosine_learned_threshold(run: RunReports) -> float | None:
+    """The head's decision threshold (from the run's uniform report) where it is a cosine."""
     uniform = run.uniform or {}
-    return uniform.get("learned_threshold") if uniform.get("score_units") == "cosine" else None
+    units = uniform.get(schema.LEARNED_THRESHOLD_UNITS)
+    return uniform.get(schema.LEARNED_THRESHOLD) if units == "cosine" else None
+
+
+def _rates(rates: tuple[float, ...]) -> tuple[str, ...]:
+    """The report keys of FAR / FPIR targets."""
+    return tuple(schema.rate_key(rate) for rate in rates)
 
 
 def _datasets(runs: list[RunReports], kind: str) -> list[str]:
@@ -54,7 +59,7 @@ def _datasets(runs: list[RunReports], kind: str) -> list[str]:
 def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
     """One row per headline metric, one column per run (percent unless noted)."""
     rows = []
-    for name in _datasets(runs, "verification"):
+    for name in _datasets(runs, schema.VERIFICATION):
         got = [run.verification.get(name) for run in runs]
         rows.append(
             [f"{name}: 10-fold accuracy"]
@@ -72,18 +77,22 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
                 for r in got
             ]
         )
-        far = _strictest_key([r.get("tar_at_far", {}) for r in got if r is not None])
+        tars = [r.get(schema.TAR_AT_FAR, {}) for r in got if r is not None]
+        far = _strictest_key(tars)
         if far is not None:
             rows.append(
                 [f"{name}: TAR@FAR={far}"]
-                + [DASH if r is None else _pct(r.get("tar_at_far", {}).get(far)) for r in got]
+                + [DASH if r is None else _pct(r.get(schema.TAR_AT_FAR, {}).get(far)) for r in got]
             )
-    for name in _datasets(runs, "ijb"):
+    for name in _datasets(runs, schema.IJB):
         got = [run.verification.get(name) for run in runs]
-        for key in ("1e-05", "1e-04"):
+        for key in _rates((1e-5, 1e-4)):
             rows.append(
                 [f"{name}: TAR@FAR={key}"]
-                + [DASH if r is None else _pct(r["tar_at_far"].get(key)) for r in got]
+                + [
+                    DASH if r is None else _pct(r.get(schema.TAR_AT_NEAREST_FAR, {}).get(key))
+                    for r in got
+                ]
             )
     if any(run.uniform for run in runs):
         fields = (
@@ -91,16 +100,16 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             ("uniform accuracy", "uniform_accuracy", _pct),
             ("class-wise accuracy (weighted)", "class_wise_accuracy_sample_weighted", _pct),
             ("uniform t*", "uniform_threshold", _num),
-            ("learned threshold", "learned_threshold", _num),
+            ("learned threshold", schema.LEARNED_THRESHOLD, _num),
         )
         for label, key, fmt in fields:
             rows.append([label] + [fmt((run.uniform or {}).get(key)) for run in runs])
     if any(run.identification for run in runs):
         firsts = [next(iter(run.identification.values()), None) for run in runs]
-        fpir = _strictest_key([r.get("dir_at_fpir", {}) for r in firsts if r is not None])
+        fpir = _strictest_key([r.get(schema.DIR_AT_FPIR, {}) for r in firsts if r is not None])
         picks = [("rank-1 (closed set)", lambda r: r["cmc"].get("1"))]
         if fpir is not None:
-            picks.append((f"DIR@FPIR={fpir}", lambda r: r.get("dir_at_fpir", {}).get(fpir)))
+            picks.append((f"DIR@FPIR={fpir}", lambda r: r.get(schema.DIR_AT_FPIR, {}).get(fpir)))
         for label, pick in picks:
             rows.append([label] + [DASH if r is None else _pct(pick(r)) for r in firsts])
     return rows
@@ -120,7 +129,7 @@ def comparison_table(report_dirs: list[str], names: list[str] | None = None) -> 
 
 def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
     """Details table and ROC / accuracy / histogram figures per data set."""
-    datasets = _datasets(runs, "verification")
+    datasets = _datasets(runs, schema.VERIFICATION)
     if not datasets:
         return []
     lines = ["## Verification", ""]
@@ -132,12 +141,12 @@ def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
             r = run.verification.get(name)
             if r is None:
                 continue
-            tar = r.get("tar_at_far", {})
+            tar = r.get(schema.TAR_AT_FAR, {})
             rows.append(
                 [run.name, name, str(r["pairs"]), _pct(r["accuracy_10fold_mean"])]
-                + [_pct(r.get("val_at_far_1e-3")), _pct(r["global_accuracy"])]
-                + [_num(r["global_threshold"]), _pct(r["eer"]), _num(r["auc"])]
-                + [_pct(tar.get(k)) for k in ("1e-04", "1e-03", "1e-02")]
+                + [_pct(r.get(schema.val_key(1e-3))), _pct(r[schema.GLOBAL_ACCURACY])]
+                + [_num(r[schema.GLOBAL_THRESHOLD]), _pct(r["eer"]), _num(r["auc"])]
+                + [_pct(tar.get(k)) for k in _rates((1e-4, 1e-3, 1e-2))]
             )
     lines += _table(header, rows)
     for name in datasets:
@@ -164,7 +173,7 @@ def _dataset_figures(runs: list[RunReports], name: str, out_dir: str) -> list[st
         if "histogram" not in r:
             continue
         marks = {"global threshold": r["global_threshold"]}
-        marks["learned threshold"] = learned_threshold(run, r)
+        marks["learned threshold"] = cosine_learned_threshold(run)
         path = os.path.join(out_dir, "figures", f"hist_{_slug(run.name)}_{_slug(name)}.png")
         figures.histogram_figure(r["histogram"], marks, f"{run.name} on {name}", path)
         lines.append(f"![cosine histograms {run.name} {name}](figures/{os.path.basename(path)})")
@@ -179,7 +188,7 @@ def transfer_section(runs: list[RunReports]) -> list[str]:
         if not t or len(t.get("sources", {})) < 2:
             continue
         names = list(t["sources"])
-        key = f"{t['target_far']:.0e}"
+        key = schema.rate_key(t["target_far"])
         lines += [f"### Threshold transfer: {run.name}", ""]
         lines += ["Accuracy at the global threshold chosen on the row's data set:", ""]
         rows = [
@@ -243,17 +252,17 @@ def ijb_section(runs: list[RunReports]) -> list[str]:
     rows = []
     for run in runs:
         for name, r in run.verification.items():
-            if r.get("kind") != "ijb":
+            if r.get(schema.KIND) != schema.IJB:
                 continue
-            tar = r.get("tar_at_far", {})
+            tar = r.get(schema.TAR_AT_NEAREST_FAR, {})
             one_n = "; ".join(
                 f"{g}: rank-1 {_pct(v['cmc']['1'])}, "
-                f"TPIR@1e-2 {_pct(v.get('dir_at_fpir', {}).get('1e-02'))}"
+                f"TPIR@1e-2 {_pct(v.get(schema.DIR_AT_FPIR, {}).get(schema.rate_key(1e-2)))}"
                 for g, v in r.get("one_to_n", {}).items()
             )
             rows.append(
                 [run.name, name]
-                + [_pct(tar.get(k)) for k in ("1e-06", "1e-05", "1e-04", "1e-03")]
+                + [_pct(tar.get(k)) for k in _rates((1e-6, 1e-5, 1e-4, 1e-3))]
                 + [_num(r["auc"]), one_n or DASH]
             )
     if not rows:
@@ -267,11 +276,11 @@ def identification_section(runs: list[RunReports]) -> list[str]:
     rows = []
     for run in runs:
         for name, r in run.identification.items():
-            dirs = r.get("dir_at_fpir", {})
+            dirs = r.get(schema.DIR_AT_FPIR, {})
             rows.append(
                 [run.name, name, str(r["gallery_size"]), str(r["distractors"]), r["factory"]]
                 + [_pct(r["cmc"].get(k)) for k in ("1", "5", "10")]
-                + [_pct(dirs.get(k)) for k in ("1e-03", "1e-02", "1e-01")]
+                + [_pct(dirs.get(k)) for k in _rates((1e-3, 1e-2, 1e-1))]
                 + [_num(r.get("recall_at_1_vs_exact"))]
             )
     if not rows:

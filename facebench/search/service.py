@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from facebench import schema
 from facebench.embed.io import load_embeddings
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_file, exclusive, read_json, write_json
@@ -59,18 +60,31 @@ def add_to_gallery(index_path: str, embeddings_path: str, sidecar: str | None = 
 
 
 def threshold_from_report(path: str, far: float | None = None) -> float:
-    """The cosine threshold of a ``facebench verify`` report: the oracle global threshold, or the
-    threshold that reached ``far`` on that bin."""
+    """The cosine threshold a report chose (see :data:`facebench.schema.THRESHOLD_FIELDS`): the
+    oracle global threshold of a verification or IJB report, or with ``far`` the threshold at
+    that target (TAR@FAR with FAR <= target; DIR@FPIR for an identification report). On the
+    report's own data it gives exactly the accuracy / rates printed beside it."""
     report = read_json(path)
+    kind = report.get(schema.KIND)
+    if kind not in schema.THRESHOLD_FIELDS:
+        raise DataError(
+            f"{path}: a {kind or 'non-facebench'} report holds no decision threshold; use a "
+            "per-bin report of facebench verify, an IJB report or an identification report"
+        )
+    global_field, rate_field = schema.THRESHOLD_FIELDS[kind]
     if far is None:
-        value = report.get("global_threshold")
-        what = "global_threshold"
+        if global_field is None:
+            raise DataError(f"{path}: an {kind} report has thresholds per FPIR only; pass --far")
+        value, what = report.get(global_field), global_field
     else:
-        key = f"{far:.0e}"
-        value = (report.get("tar_at_far_threshold") or {}).get(key)
-        what = f"tar_at_far_threshold[{key}]"
+        key = schema.rate_key(far)
+        rates = report.get(rate_field) or {}
+        value, what = rates.get(key), f"{rate_field}[{key}]"
+        if value is None:
+            have = ", ".join(rates) or "none"
+            raise DataError(f"{path}: no {what} (targets in this report: {have})")
     if not isinstance(value, (int, float)):
-        raise DataError(f"{path}: no {what} (expected a per-bin report from facebench verify)")
+        raise DataError(f"{path}: no {what} in this {kind} report")
     return float(value)
 
 
@@ -116,7 +130,7 @@ def search_probes(
     ]
     unknown = sum(r["decision"] == UNKNOWN for r in results)
     return {
-        "kind": "search",
+        schema.KIND: schema.SEARCH,
         "index": os.path.abspath(index_path),
         "gallery_size": len(gallery),
         "threshold": float(threshold),

@@ -1,5 +1,6 @@
 """IJB protocols on a tiny synthetic IJB-layout folder built here."""
 
+import hashlib
 import json
 import os
 
@@ -144,7 +145,7 @@ def test_one_to_one_and_one_to_n(ijb_root):
     fpr, tpr, _ = roc_curve(meta.labels, scores)
     n_imp = int((~meta.labels).sum())
     assert report["impostor_pairs"] == n_imp
-    for key, tar in report["tar_at_far"].items():
+    for key, tar in report["tar_at_nearest_far"].items():
         assert float(key) * n_imp >= 1
         gap = np.abs(fpr - float(key))
         assert tar == max(t for t, g in zip(tpr, gap, strict=True) if g == gap.min())
@@ -172,12 +173,54 @@ def test_nearest_far_agrees_with_insightface_rule(separated):
     else:
         genuine, impostor = rng.normal(0.5, 0.2, labels.size), rng.normal(0, 0.2, labels.size)
     scores = np.where(labels, genuine, impostor)
-    ours = ijb.tar_at_nearest_far(scores, labels)
+    ours = {k: v["tar"] for k, v in ijb.tar_at_nearest_far(scores, labels).items()}
     assert set(ours) == {"1e-03", "1e-02", "1e-01"}  # 3000 impostors allow FAR >= 1/3000
     for key, tar in ours.items():
         assert tar == insightface_tar_at_far(labels, scores, float(key))
     # both rules give TAR 1 on separated scores, not the TAR 0 of the ROC's (0, 0) point
     assert (set(ours.values()) == {1.0}) == separated
+
+
+class NoisyBlockEmbedder(BlockEmbedder):
+    """Block means plus noise fixed by the image's bytes: subjects overlap, so the ROC has
+    steps between the FAR targets and the two FAR conventions disagree."""
+
+    def embed(self, rgb):
+        out = super().embed(rgb)
+        seeds = [int.from_bytes(hashlib.sha1(im.tobytes()).digest()[:4], "little") for im in rgb]
+        noise = [np.random.default_rng(s).normal(0, 250, out.shape[1]) for s in seeds]
+        return out + np.stack(noise).astype(np.float32)
+
+
+def test_the_two_far_conventions_differ_and_each_matches_its_reference(ijb_root, tmp_path):
+    root, _ = ijb_root
+    report = ijb.evaluate_ijb(root, NoisyBlockEmbedder(), one_to_n=False, progress=False)
+    meta = ijb.read_ijb_meta(root)
+    feats = ijb.image_features(root, meta, NoisyBlockEmbedder(), progress=False)
+    # the report's own scores, bit for bit (template_features is checked against the loop above)
+    ids, tfeats = ijb.template_features(feats, meta.templates, meta.medias)
+    a, b = (tfeats[np.searchsorted(ids, meta.pairs[:, i])] for i in (0, 1))
+    scores = np.einsum("ij,ij->i", a, b)
+    gen, imp = scores[meta.labels], scores[~meta.labels]
+    assert report["tar_at_far"].keys() == report["tar_at_nearest_far"].keys() == {"1e-02", "1e-01"}
+    differ = 0
+    for key in report["tar_at_far"]:
+        far = float(key)
+        # FAR <= target: the best TAR over every threshold whose FAR is at most the target
+        at_most = max(np.mean(gen > t) for t in [*imp, scores.max()] if np.mean(imp > t) <= far)
+        assert report["tar_at_far"][key] == pytest.approx(at_most, abs=1e-12)
+        assert report["tar_at_far_far"][key] <= far
+        assert report["tar_at_nearest_far"][key] == insightface_tar_at_far(meta.labels, scores, far)
+        differ += report["tar_at_far"][key] != report["tar_at_nearest_far"][key]
+        # each figure's threshold reproduces its TAR and FAR on the pairs
+        for tar, thr, rate in (
+            ("tar_at_far", "tar_at_far_threshold", "tar_at_far_far"),
+            ("tar_at_nearest_far", "tar_at_nearest_far_threshold", "tar_at_nearest_far_far"),
+        ):
+            t = report[thr][key]
+            assert np.mean(gen > t) == report[tar][key] and np.mean(imp > t) == report[rate][key]
+    assert differ == 2  # the data tell the conventions apart at both targets
+    assert report["tar_at_nearest_far_far"]["1e-02"] > 1e-2  # nearest FPR lies above the target
 
 
 def test_bad_meta_files(tmp_path):
@@ -204,4 +247,4 @@ def test_cli_with_a_tiny_model(ijb_root, tmp_path, capsys):
     assert main(argv) == 0
     assert "ijbc 1:N G1: rank-1" in capsys.readouterr().out
     report = json.loads((tmp_path / "ijbc.json").read_text())
-    assert report["kind"] == "ijb" and "1e-01" in report["tar_at_far"]
+    assert report["kind"] == "ijb" and "1e-01" in report["tar_at_nearest_far"]

@@ -239,5 +239,5 @@ def test_bad_inputs_give_one_line_errors(files, capsys):
         ],
         capsys,
     )
-    assert "g1.json: no global_threshold" in line
+    assert "g1.json: a non-facebench report holds no decision threshold" in line
     assert not (files / "r.json").exists()

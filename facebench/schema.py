@@ -1,0 +1,67 @@
+"""What facebench's JSON reports hold: their kinds, the fields other modules read, rate keys.
+
+Every report has a ``kind``. The evaluators write these fields and the readers (the report
+renderer, `facebench search --threshold-from`, the study) read them by the names below.
+
+Pair reports (``verification`` from `facebench verify` and the training hook, ``ijb`` for the
+IJB 1:1 template pairs) decide "same" iff cos > threshold and hold:
+
+- ``global_threshold`` / ``global_accuracy``: the oracle single threshold and its accuracy;
+- ``tar_at_far``, ``tar_at_far_threshold``, ``tar_at_far_far``: for each FAR target (keys from
+  :func:`rate_key`), TAR at the lowest threshold whose FAR is at most the target, that threshold
+  and the FAR it reaches: applying the threshold to the pairs gives exactly that TAR and FAR;
+- IJB only, its published convention: ``tar_at_nearest_far``, ``tar_at_nearest_far_threshold``,
+  ``tar_at_nearest_far_far``: TAR at the ROC point whose FPR is NEAREST the target (which may
+  lie above it), that point's threshold and its FPR.
+
+Identification reports (``identification``) hold ``dir_at_fpir``, ``dir_threshold`` and
+``fpir_actual`` keyed the same way.
+"""
+
+from __future__ import annotations
+
+VERIFICATION = "verification"
+IJB = "ijb"
+TRANSFER = "transfer"
+UNIFORM = "uniform"
+IDENTIFICATION = "identification"
+SEARCH = "search"
+#: Every kind of report facebench writes.
+KINDS = (VERIFICATION, IJB, TRANSFER, UNIFORM, IDENTIFICATION, SEARCH)
+#: Kinds scored on pairs (1:1): they carry the pair-report fields of the module docstring.
+PAIR_KINDS = (VERIFICATION, IJB)
+
+KIND = "kind"
+GLOBAL_THRESHOLD = "global_threshold"
+GLOBAL_ACCURACY = "global_accuracy"
+TAR_AT_FAR = "tar_at_far"
+TAR_AT_FAR_THRESHOLD = "tar_at_far_threshold"
+TAR_AT_FAR_FAR = "tar_at_far_far"
+TAR_AT_NEAREST_FAR = "tar_at_nearest_far"
+TAR_AT_NEAREST_FAR_THRESHOLD = "tar_at_nearest_far_threshold"
+TAR_AT_NEAREST_FAR_FAR = "tar_at_nearest_far_far"
+DIR_AT_FPIR = "dir_at_fpir"
+DIR_THRESHOLD = "dir_threshold"
+FPIR_ACTUAL = "fpir_actual"
+LEARNED_THRESHOLD = "learned_threshold"
+LEARNED_THRESHOLD_UNITS = "learned_threshold_units"
+
+#: The deployable thresholds of each kind: (field of the single global threshold or None,
+#: field of the thresholds per rate target). They are cosines, "same" (or "identified") iff the
+#: score is above them, and applied to the report's own data they give exactly the rates beside
+#: them (global_accuracy; tar_at_far / tar_at_far_far; dir_at_fpir / fpir_actual).
+THRESHOLD_FIELDS = {
+    VERIFICATION: (GLOBAL_THRESHOLD, TAR_AT_FAR_THRESHOLD),
+    IJB: (GLOBAL_THRESHOLD, TAR_AT_FAR_THRESHOLD),
+    IDENTIFICATION: (None, DIR_THRESHOLD),
+}
+
+
+def rate_key(rate: float) -> str:
+    """The key of a FAR / FPIR target in every report: ``1e-06``, ``1e-03``, ..."""
+    return f"{rate:.0e}"
+
+
+def val_key(far: float) -> str:
+    """The field of the standard protocol's VAL at ``far``: ``val_at_far_1e-3``."""
+    return f"val_at_far_{far:.0e}".replace("e-0", "e-")
