@@ -9,7 +9,7 @@ from facebench.errors import DataError
 from facebench.eval import ijb
 from facebench.eval.identification import identification_metrics
 from facebench.eval.verification import apply_threshold, score_report
-from facebench.report.jsonio import write_json
+from facebench.fileio import write_json
 from facebench.search import Gallery
 from facebench.search.gallery import UNKNOWN
 from facebench.search.service import search_probes, threshold_from_report
