@@ -137,7 +137,9 @@ def _info(args) -> int:
 
 def _from_folder(args) -> int:
     from facebench.data.folders import folder_to_pack
+    from facebench.fileio import check_output_dir
 
+    check_output_dir(args.out, new=True)
     images, classes = folder_to_pack(args.folder, args.out)
     print(f"wrote {args.out}: {images} images, {classes} identities")
     return 0
@@ -145,7 +147,9 @@ def _from_folder(args) -> int:
 
 def _to_folder(args) -> int:
     from facebench.data.folders import pack_to_folder
+    from facebench.fileio import check_output_dir
 
+    check_output_dir(args.out, new=True)
     images, identities = pack_to_folder(args.pack, args.out)
     print(f"wrote {args.out}: {images} images in {identities} identity folders")
     return 0
@@ -153,7 +157,9 @@ def _to_folder(args) -> int:
 
 def _bin_to_folder(args) -> int:
     from facebench.data.bins import bin_to_folder
+    from facebench.fileio import check_output_dir
 
+    check_output_dir(args.out, new=True)
     pairs = bin_to_folder(args.bin, args.out)
     print(f"wrote {args.out}: {pairs} pairs")
     return 0
@@ -161,7 +167,9 @@ def _bin_to_folder(args) -> int:
 
 def _folder_to_bin(args) -> int:
     from facebench.data.bins import folder_to_bin
+    from facebench.fileio import check_output_file
 
+    check_output_file(args.out)
     pairs = folder_to_bin(args.folder, args.out)
     print(f"wrote {args.out}: {pairs} pairs")
     return 0
@@ -169,7 +177,9 @@ def _folder_to_bin(args) -> int:
 
 def _synth(args) -> int:
     from facebench.data.synthetic import SynthConfig, write_synthetic_dataset
+    from facebench.fileio import check_output_dir
 
+    check_output_dir(args.out, new=True)
     cfg = SynthConfig(
         identities=args.identities,
         images_per_identity=args.images_per_identity,

@@ -49,6 +49,11 @@ def run(args) -> int:
 
     if not args.out.endswith(".npy"):
         raise ConfigError(f"--out {args.out}: the embeddings file must end in .npy")
+    from facebench.embed.io import sidecar_path
+    from facebench.fileio import check_output_file
+
+    check_output_file(args.out)
+    check_output_file(sidecar_path(args.out), "--out (its sidecar)")
     source = open_source(args.pack, args.bin, args.folder, args.list)
     embedder = embedder_from_args(args)
     info = embed_to_file(

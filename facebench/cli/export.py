@@ -35,7 +35,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from facebench.embed.export import export_artifact
+    from facebench.fileio import check_output_file
 
+    check_output_file(args.onnx, "--onnx")
     result = export_artifact(
         args.model, args.onnx, args.pack, args.bin, args.check_images, args.tolerance, args.opset
     )

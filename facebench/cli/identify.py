@@ -36,9 +36,10 @@ def run(args) -> int:
 
     from facebench.embed.io import load_embeddings
     from facebench.eval.identification import identification_metrics
-    from facebench.fileio import write_json
+    from facebench.fileio import check_output_dir, write_json
     from facebench.search.service import identities_from_sidecar
 
+    check_output_dir(args.out, files=("identification.json",))
     gallery, g_meta = load_embeddings(args.gallery)
     probes, p_meta = load_embeddings(args.probes)
     distractors = None

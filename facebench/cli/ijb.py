@@ -37,8 +37,9 @@ def run(args) -> int:
     from facebench import schema
     from facebench.cli._model_args import embedder_from_args
     from facebench.eval.ijb import evaluate_ijb
-    from facebench.fileio import write_json
+    from facebench.fileio import check_output_dir, write_json
 
+    check_output_dir(args.out, files=(f"{args.dataset}.json",))
     embedder = embedder_from_args(args)
     r = evaluate_ijb(
         args.root, embedder, args.dataset, args.batch_size, one_to_n=False if args.no_1n else None

@@ -54,16 +54,20 @@ def _summary(gallery) -> str:
 
 
 def run_build(args) -> int:
+    from facebench.fileio import check_output_file
     from facebench.search.service import build_gallery
 
+    check_output_file(args.out)
     gallery = build_gallery(args.embeddings, args.out, args.sidecar, args.factory)
     print(f"gallery {args.out}: {_summary(gallery)}")
     return 0
 
 
 def run_add(args) -> int:
+    from facebench.fileio import check_output_file
     from facebench.search.service import add_to_gallery
 
+    check_output_file(args.index, "--index", overwrite=True)
     gallery = add_to_gallery(args.index, args.embeddings, args.sidecar)
     print(f"gallery {args.index}: {_summary(gallery)}")
     return 0

@@ -28,7 +28,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from facebench.fileio import check_output_dir, staged
     from facebench.report import render_report
 
-    print(f"report: {render_report(args.runs, args.out, args.name)}")
+    check_output_dir(args.out, files=("report.md",))
+    with staged():  # report.md and its figures, or nothing
+        path = render_report(args.runs, args.out, args.name)
+    print(f"report: {path}")
     return 0

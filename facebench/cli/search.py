@@ -44,6 +44,9 @@ def run(args) -> int:
         raise ConfigError("--far needs --threshold-from")
     if not args.out.endswith((".json", ".csv")):
         raise ConfigError(f"--out {args.out}: results go to a .json or .csv file")
+    from facebench.fileio import check_output_file
+
+    check_output_file(args.out)
     threshold = (
         args.threshold
         if args.threshold is not None

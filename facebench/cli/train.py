@@ -41,10 +41,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from facebench.config import load_recipe
+    from facebench.fileio import check_output_dir
     from facebench.train import train
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = args.out or str(Path("runs") / (recipe.name or Path(args.recipe).stem))
+    check_output_dir(out)
     result = train(
         recipe,
         out,

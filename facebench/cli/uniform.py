@@ -35,8 +35,9 @@ def run(args) -> int:
     import os
 
     from facebench.eval.uniform_model import evaluate_uniform_model
-    from facebench.fileio import write_json
+    from facebench.fileio import check_output_dir, write_json
 
+    check_output_dir(args.out, files=("uniform.json",))
     r = evaluate_uniform_model(
         args.model, args.pack, args.device, args.batch_size, flip_sum=args.flip_sum
     )

@@ -42,17 +42,22 @@ def run(args) -> int:
     if (args.model is None) == (args.embeddings is None):
         raise ConfigError("verify: give exactly one of --model or --embeddings")
     from facebench.cli._model_args import embedder_from_args
+    from facebench.eval.verify_bins import bin_name
+    from facebench.fileio import check_output_dir, staged
 
+    outputs = (*(f"{bin_name(b)}.json" for b in args.bin), "transfer.json")
+    check_output_dir(args.out, files=outputs)
     embedder = embedder_from_args(args) if args.model else None
-    reports = verify_bins(
-        args.bin,
-        args.out,
-        embedder=embedder,
-        embedding_paths=args.embeddings,
-        batch_size=args.batch_size,
-        target_far=args.target_far,
-        model_name=args.name,
-    )
+    with staged():  # every report, or none
+        reports = verify_bins(
+            args.bin,
+            args.out,
+            embedder=embedder,
+            embedding_paths=args.embeddings,
+            batch_size=args.batch_size,
+            target_far=args.target_far,
+            model_name=args.name,
+        )
     for name, r in reports.items():
         print(
             f"{name}: 10-fold {100 * r['accuracy_10fold_mean']:.2f} +- "

@@ -73,6 +73,7 @@ def train(
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise ConfigError("overrides apply to recipe files; edit the Recipe object instead")
+    resume_point(Path(run_dir), resume)  # before any work
     ctx = dist.setup(device)
     try:
         with _claimed(Path(run_dir), ctx.is_main):
@@ -81,6 +82,19 @@ def train(
             return trainer.fit(resume=resume)
     finally:
         dist.teardown(ctx)
+
+
+def resume_point(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from (None for a new run); ConfigError for ``resume`` without a
+    checkpoint, or for a folder that already holds a run when not resuming."""
+    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    if resume and latest is None:
+        raise ConfigError(f"{run_dir}: --resume, but no checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and (latest is not None or (run_dir / "model.pt").exists()):
+        raise ConfigError(
+            f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out"
+        )
+    return latest
 
 
 @contextlib.contextmanager
@@ -439,17 +453,9 @@ class Trainer:
 
     def _prepare_run_dir(self, resume: bool) -> None:
         """Create the run directory, or find the checkpoint to resume from."""
-        checkpoints = self.run_dir / "checkpoints"
-        latest = ckpt.latest_checkpoint(checkpoints)
-        if resume:
-            if latest is None:
-                raise ConfigError(f"{self.run_dir}: --resume, but no checkpoint in {checkpoints}")
+        latest = resume_point(self.run_dir, resume)
+        if latest is not None:
             self.load_checkpoint(latest)
-        elif latest is not None or (self.run_dir / "model.pt").exists():
-            raise ConfigError(
-                f"{self.run_dir}: already holds a run; pass --resume to continue it or choose "
-                "another --out"
-            )
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_recipe(self.recipe, self.run_dir / "recipe.yaml")
