@@ -139,5 +139,5 @@ def test_identify_cli_matches_library(tmp_path, capsys):
         "--probes",
         str(tmp_path / "p.npy"),
     ]
-    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert main([*argv, "--out", str(tmp_path / "second")]) == 2
     assert "no identities" in capsys.readouterr().err

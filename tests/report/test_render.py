@@ -91,7 +91,7 @@ def test_cli_names_and_errors(tmp_path, capsys):
     text = Path(out, "report.md").read_text()
     assert "| metric | mine |" in text and "| rank-1 (closed set) | 100.00 |" in text
     os.makedirs(tmp_path / "empty")
-    assert main(["report", str(tmp_path / "empty"), "--out", out]) == 2
+    assert main(["report", str(tmp_path / "empty"), "--out", out + "2"]) == 2
     assert "no JSON reports" in capsys.readouterr().err
     with pytest.raises(DataError, match="share the name"):
         render_report([a, a], out)
