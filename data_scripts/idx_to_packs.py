@@ -1,10 +1,12 @@
-"""Convert an MNIST-format idx-ubyte set (MNIST, Fashion-MNIST, ...) into facebench packs.
+"""Convert an MNIST-format idx-ubyte set (MNIST, Fashion-MNIST, ...) into facebench packs
+(library: facebench.data.idx_packs).
 
 Writes, under ``--out``:
   closed/train, closed/test   packs of every class (train split, test split)
   open/train                  pack of ``--open-train-classes`` only (train split, labels 0..)
   open/heldout.bin            verification bin from the other classes' test images, LFW layout:
                               10 folds x (n genuine pairs, then n impostor pairs)
+  closed/fit, closed/val      with --val-per-class: closed/train split for tuning
   split.json                  what was written: classes, label maps, counts, seed
 Images are stored lossless (PNG) at their own size (28x28), grey replicated to 3 channels.
 
@@ -17,147 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-from pathlib import Path
 
-import numpy as np
-
-from facebench.data.bins import write_verification_bin
-from facebench.data.idx_ubyte import load_idx_split
-from facebench.data.images import encode_image
-from facebench.data.packs import write_face_pack
+from facebench.data.idx_packs import convert_idx_set, parse_classes
 from facebench.errors import DataError, FacebenchError
-from facebench.fileio import atomic_dir, check_output_dir, write_text
-
-log = logging.getLogger("idx_to_packs")
-NUM_FOLDS = 10
-
-
-def parse_classes(text: str) -> list[int]:
-    """'0-5' or '0,2,4' or '0-2,7' -> sorted distinct class ids."""
-    classes: set[int] = set()
-    try:
-        for part in text.split(","):
-            lo, _, hi = part.strip().partition("-")
-            classes.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError as exc:
-        raise DataError(
-            f"--open-train-classes: cannot parse {text!r} (use e.g. 0-5 or 0,2,4)"
-        ) from exc
-    return sorted(classes)
-
-
-def per_class_subset(labels: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Indices keeping at most ``limit`` random samples of each class, in file order."""
-    if limit is None:
-        return np.arange(len(labels))
-    keep = [
-        rng.choice(idx, size=min(limit, len(idx)), replace=False)
-        for idx in (np.flatnonzero(labels == c) for c in np.unique(labels))
-    ]
-    return np.sort(np.concatenate(keep))
-
-
-def grey_to_rgb(image: np.ndarray) -> np.ndarray:
-    """uint8 ``(H, W)`` -> ``(H, W, 3)`` with the grey value in every channel."""
-    return np.repeat(image[:, :, None], 3, axis=2)
-
-
-def write_pack(out_dir: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write a pack of ``images`` (N, H, W) with 0-based ``labels``, grouped by label."""
-    order = np.argsort(labels, kind="stable")
-    samples = ((int(labels[i]), encode_image(grey_to_rgb(images[i]), ".png")) for i in order)
-    write_face_pack(out_dir, samples, image_size=tuple(images.shape[1:3]))
-
-
-def draw_lfw_pairs(
-    labels: np.ndarray, pairs_per_half: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of indices in the LFW layout and their issame flags.
-
-    Each of the 10 folds holds ``pairs_per_half`` genuine pairs (a random class, two distinct
-    images) and then as many impostor pairs (two distinct random classes, one image each).
-    """
-    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    if len(by_class) < 2 or min(len(idx) for idx in by_class) < 2:
-        raise DataError("held-out classes: need at least 2 classes with at least 2 images each")
-    pairs, issame = [], []
-    for _ in range(NUM_FOLDS):
-        for same in (True, False):
-            for _ in range(pairs_per_half):
-                if same:
-                    members = by_class[rng.integers(len(by_class))]
-                    pairs.append(rng.choice(members, size=2, replace=False))
-                else:
-                    a, b = rng.choice(len(by_class), size=2, replace=False)
-                    pairs.append([rng.choice(by_class[a]), rng.choice(by_class[b])])
-                issame.append(same)
-    return np.asarray(pairs, dtype=np.int64), np.asarray(issame, dtype=bool)
-
-
-def convert_idx_set(
-    src: str | os.PathLike,
-    out: str | os.PathLike,
-    open_train_classes: list[int],
-    train_per_class: int | None = None,
-    test_per_class: int | None = None,
-    pairs_per_half: int = 300,
-    seed: int = 0,
-) -> dict:
-    """Write the closed-set packs, the open-set pack and bin under ``out``; return split.json."""
-    out = Path(out)
-    rng = np.random.default_rng(seed)
-    train_images, train_labels = load_idx_split(src, "train")
-    test_images, test_labels = load_idx_split(src, "t10k")
-    classes = sorted(set(np.unique(train_labels).tolist()) | set(np.unique(test_labels).tolist()))
-    if classes != list(range(len(classes))):
-        raise DataError(f"{src}: labels must be 0..K-1, found classes {classes}")
-    unknown = sorted(set(open_train_classes) - set(classes))
-    held_out = [c for c in classes if c not in open_train_classes]
-    if unknown or not open_train_classes or len(held_out) < 2:
-        raise DataError(
-            f"--open-train-classes {open_train_classes}: must be classes of {src} "
-            f"(0..{len(classes) - 1}) leaving at least 2 held out"
-        )
-    train_keep = per_class_subset(train_labels, train_per_class, rng)
-    test_keep = per_class_subset(test_labels, test_per_class, rng)
-    train_images, train_labels = train_images[train_keep], train_labels[train_keep]
-    test_images, test_labels = test_images[test_keep], test_labels[test_keep]
-
-    log.info("closed set: %d train / %d test images", len(train_labels), len(test_labels))
-    write_pack(out / "closed" / "train", train_images, train_labels)
-    write_pack(out / "closed" / "test", test_images, test_labels)
-
-    relabel = {c: i for i, c in enumerate(open_train_classes)}
-    in_open = np.isin(train_labels, open_train_classes)
-    open_labels = np.asarray([relabel[c] for c in train_labels[in_open].tolist()], dtype=np.int64)
-    log.info("open set: %d train images of classes %s", len(open_labels), open_train_classes)
-    write_pack(out / "open" / "train", train_images[in_open], open_labels)
-
-    held = np.flatnonzero(np.isin(test_labels, held_out))
-    pairs, issame = draw_lfw_pairs(test_labels[held], pairs_per_half, rng)
-    bin_images = [encode_image(grey_to_rgb(test_images[held[i]]), ".png") for i in pairs.ravel()]
-    write_verification_bin(out / "open" / "heldout.bin", bin_images, issame)
-
-    split = {
-        "source": str(Path(src).resolve()),
-        "seed": seed,
-        "image_size": list(train_images.shape[1:3]),
-        "num_classes": len(classes),
-        "open_train_classes": list(open_train_classes),
-        "held_out_classes": held_out,
-        "open_label_of_class": {str(c): i for c, i in relabel.items()},
-        "counts": {
-            "closed_train": len(train_labels),
-            "closed_test": len(test_labels),
-            "open_train": len(open_labels),
-            "heldout_test_images": len(held),
-            "heldout_pairs": len(issame),
-        },
-    }
-    write_text(out / "split.json", json.dumps(split, indent=2))
-    return split
+from facebench.fileio import atomic_dir, check_output_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=300,
         help="genuine (and impostor) pairs per fold of the held-out bin (default 300, as LFW)",
     )
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        help="also split the train pack into closed/fit and closed/val (this many per class)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets and pairs")
     return parser
 
@@ -193,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for name in ("train_per_class", "test_per_class", "pairs_per_half"):
+        for name in ("train_per_class", "test_per_class", "pairs_per_half", "val_per_class"):
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -207,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 test_per_class=args.test_per_class,
                 pairs_per_half=args.pairs_per_half,
                 seed=args.seed,
+                val_per_class=args.val_per_class,
             )
     except FacebenchError as exc:
         print(f"idx_to_packs: error: {exc}", file=sys.stderr)

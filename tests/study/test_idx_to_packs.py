@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facebench.data import idx_packs
 from facebench.data.bins import read_verification_bin
 from facebench.data.idx_ubyte import read_idx, write_idx
 from facebench.data.packs import FacePack
@@ -35,15 +36,15 @@ def _pack_contents(path: Path) -> list[tuple[bytes, int]]:
 
 
 def test_parse_classes():
-    assert idx_to_packs.parse_classes("0-2,7") == [0, 1, 2, 7]
-    assert idx_to_packs.parse_classes("4,1") == [1, 4]
+    assert idx_packs.parse_classes("0-2,7") == [0, 1, 2, 7]
+    assert idx_packs.parse_classes("4,1") == [1, 4]
     with pytest.raises(DataError, match="cannot parse"):
-        idx_to_packs.parse_classes("a-b")
+        idx_packs.parse_classes("a-b")
 
 
 def test_lfw_pair_layout_against_a_loop():
     labels = np.repeat(np.arange(4), 7)
-    pairs, issame = idx_to_packs.draw_lfw_pairs(labels, 5, np.random.default_rng(0))
+    pairs, issame = idx_packs.draw_lfw_pairs(labels, 5, np.random.default_rng(0))
     assert pairs.shape == (100, 2) and issame.shape == (100,)
     for fold in range(10):
         for j in range(10):
@@ -58,7 +59,7 @@ def test_conversion_writes_every_pack_and_the_bin(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
     _fake_set(src)
-    split = idx_to_packs.convert_idx_set(
+    split = idx_packs.convert_idx_set(
         src, out, [0, 2, 3], train_per_class=4, pairs_per_half=3, seed=5
     )
     train_images = read_idx(src / "train-images-idx3-ubyte.gz")
@@ -102,7 +103,7 @@ def test_same_seed_same_output_other_seed_other_subset(tmp_path):
     src.mkdir()
     _fake_set(src)
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        idx_to_packs.convert_idx_set(src, tmp_path / name, [0, 1], train_per_class=2, seed=seed)
+        idx_packs.convert_idx_set(src, tmp_path / name, [0, 1], train_per_class=2, seed=seed)
     rec = Path("closed", "train", "train.rec")
     assert (tmp_path / "a" / rec).read_bytes() == (tmp_path / "b" / rec).read_bytes()
     assert (tmp_path / "a" / rec).read_bytes() != (tmp_path / "c" / rec).read_bytes()
@@ -123,3 +124,19 @@ def test_bad_class_choice_and_bad_options_exit_with_one_line(tmp_path, capsys):
     assert "--train-per-class must be >= 1" in capsys.readouterr().err
     assert idx_to_packs.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "no train images idx file" in capsys.readouterr().err
+
+
+def test_validation_split_partitions_the_train_pack(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _fake_set(src)
+    split = idx_packs.convert_idx_set(src, tmp_path / "o", [0, 1, 2], val_per_class=2, seed=3)
+    train, fit, val = (
+        [(image.tobytes(), label) for image, label in _pack_contents(tmp_path / "o" / "closed" / n)]
+        for n in ("train", "fit", "val")
+    )
+    assert sorted(fit + val) == sorted(train) and not set(fit) & set(val)
+    assert sorted(label for _, label in val) == sorted([0, 1, 2, 3, 4] * 2)
+    assert split["counts"]["closed_val"] == 10 and split["counts"]["closed_fit"] == 20
+    with pytest.raises(DataError, match="no image to fit"):
+        idx_packs.convert_idx_set(src, tmp_path / "p", [0, 1, 2], val_per_class=6)

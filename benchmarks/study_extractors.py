@@ -1,0 +1,109 @@
+"""Candidate feature extractors for the Fashion-MNIST study, side by side.
+
+Trains each candidate (backbone, widths, precision) with the same recipe, data and number of
+epochs, one thread (the study runs one run per core), and reports the trainer's images/s, the
+wall time and the test sample-wise / uniform accuracy. The study's default extractor is chosen
+from this table (docs/results.md).
+
+  python data_scripts/idx_to_packs.py /usr/share/datasets/fashion-mnist --out DATA \\
+      --train-per-class 2000
+  python benchmarks/study_extractors.py --data DATA --epochs 3 --out OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes" / "fashion_mnist"
+
+#: name -> recipe overrides of the extractor (backbone, widths, precision).
+CANDIDATES = {
+    "small_resnet 16-32-64 fp32": ("model.backbone=small_resnet", "train.amp=none"),
+    "small_resnet 16-32-64 bf16": ("model.backbone=small_resnet", "train.amp=bf16"),
+    "small_resnet 8-16-32 bf16": (
+        "model.backbone=small_resnet",
+        "model.options.widths=[8,16,32]",
+        "train.amp=bf16",
+    ),
+    "tiny_face 32-64-128 fp32": (
+        "model.backbone=tiny_face",
+        "model.options.widths=[32,64,128]",
+        "train.amp=none",
+    ),
+}
+
+
+def measure(recipe: str, overrides: list[str], data: Path, run_dir: Path) -> dict:
+    """Train one candidate, then its images/s (median of the logged intervals) and accuracy."""
+    from facebench.config import load_recipe
+    from facebench.eval.uniform_model import evaluate_uniform_model
+    from facebench.train import train
+
+    start = time.perf_counter()
+    result = train(
+        load_recipe(RECIPES / recipe, overrides), run_dir, data_root=data, progress=False
+    )
+    seconds = time.perf_counter() - start
+    logged = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    speeds = [r["images_per_s"] for r in logged if "images_per_s" in r]
+    report = evaluate_uniform_model(
+        str(result.model_path), str(data / "closed" / "test"), progress=False
+    )
+    return {
+        "train_seconds": seconds,
+        "images_per_s": statistics.median(speeds),
+        "sample_accuracy": report["sample_accuracy"],
+        "uniform_accuracy": report["uniform_accuracy"],
+        "final_loss": result.losses[-1],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every candidate with every head; print a table, write OUT/extractors.json."""
+    import torch
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", required=True, type=Path, help="idx_to_packs output folder")
+    parser.add_argument("--out", required=True, type=Path, help="folder for runs and JSON")
+    parser.add_argument("--epochs", type=float, default=3.0, help="epochs per candidate")
+    parser.add_argument(
+        "--heads", default="softmax,bce_u_norm", help="recipes of recipes/fashion_mnist"
+    )
+    parser.add_argument("--only", help="comma-separated candidate names (default: all)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    names = args.only.split(",") if args.only else list(CANDIDATES)
+    rows = []
+    for name in names:
+        for head in args.heads.split(","):
+            overrides = [*CANDIDATES[name], f"train.epochs={args.epochs}", "train.batch_size=128"]
+            run_dir = args.out / f"{name.replace(' ', '_')}-{head}"
+            row = {
+                "extractor": name,
+                "head": head,
+                **measure(f"{head}.yaml", overrides, args.data, run_dir),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (args.out / "extractors.json").write_text(json.dumps(rows, indent=2))
+    print("| extractor | head | images/s (1 thread) | train s | sample-wise | uniform |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['extractor']} | {r['head']} | {r['images_per_s']:.0f} "
+            f"| {r['train_seconds']:.0f} "
+            f"| {r['sample_accuracy']:.4f} | {r['uniform_accuracy']:.4f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

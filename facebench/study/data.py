@@ -1,0 +1,49 @@
+"""The study's data: an idx set checked, converted once into packs and a held-out-class bin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from facebench.data.idx_packs import convert_idx_set
+from facebench.data.idx_ubyte import load_idx_split
+from facebench.errors import DataError
+from facebench.fileio import atomic_dir, write_json
+
+#: Classes the open-set model trains on; the others are held out for verification pairs.
+OPEN_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
+SIZE_KEYS = ("train_per_class", "val_per_class", "test_per_class", "pairs_per_half")
+
+
+def check_idx_set(idx_dir: str | Path) -> None:
+    """Read both splits; a missing or inconsistent file raises DataError naming it."""
+    if not Path(idx_dir).is_dir():
+        raise DataError(f"--idx {idx_dir}: no such directory (give the folder of the idx files)")
+    for split in ("train", "t10k"):
+        load_idx_split(idx_dir, split)
+
+
+def prepare_data(idx_dir: str | Path, data_dir: Path, size: dict, seed: int = 0) -> dict:
+    """Convert the idx set into ``data_dir`` unless done already; return its split.json.
+
+    The conversion is written to a temporary folder renamed when complete, so ``data_dir``
+    exists only whole. A ``data_dir`` made for other sizes raises DataError (use another --out)."""
+    wanted = {k: size[k] for k in SIZE_KEYS}
+    stamp = data_dir / "study_size.json"
+    if data_dir.exists():
+        if not stamp.is_file() or json.loads(stamp.read_text()) != wanted:
+            raise DataError(f"{data_dir}: holds data of other sizes ({stamp}); use a new --out")
+        return json.loads((data_dir / "split.json").read_text())
+    with atomic_dir(data_dir) as tmp:
+        split = convert_idx_set(
+            idx_dir,
+            tmp,
+            list(OPEN_TRAIN_CLASSES),
+            train_per_class=size["train_per_class"],
+            test_per_class=size["test_per_class"],
+            pairs_per_half=size["pairs_per_half"],
+            seed=seed,
+            val_per_class=size["val_per_class"],
+        )
+        write_json(Path(tmp) / "study_size.json", wanted)
+    return split

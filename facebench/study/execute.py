@@ -1,0 +1,157 @@
+"""Run the whole study: data, tuning phase, table and sweep phase, outputs refreshed per run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from facebench.errors import DataError
+from facebench.fileio import check_output_dir, write_json, write_text
+from facebench.study import plan, report
+from facebench.study.data import check_idx_set, prepare_data
+from facebench.study.runs import Run, train_and_measure
+
+log = logging.getLogger(__name__)
+
+#: Sizes: images per class kept for training (None: all), carved out of those for validation,
+#: kept for testing (None: all), genuine (= impostor) pairs per fold of the held-out bin,
+#: epochs, seeds of the table, seeds per γ-sweep point, grid points tuned per head (None: all).
+SIZES = {
+    "full": {
+        "train_per_class": 3000,
+        "val_per_class": 300,
+        "test_per_class": None,
+        "pairs_per_half": 300,
+        "epochs": 5.0,
+        "seeds": 5,
+        "sweep_seeds": 3,
+        "grid_points": None,
+    },
+    "quick": {
+        "train_per_class": 40,
+        "val_per_class": 10,
+        "test_per_class": 30,
+        "pairs_per_half": 20,
+        "epochs": 2.0,
+        "seeds": 2,
+        "sweep_seeds": 1,
+        "grid_points": 2,
+    },
+}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
+
+
+def _log_result(done: int, total: int, result: dict) -> None:
+    shown = ("sample_accuracy", "uniform_accuracy", "verification_global_accuracy")
+    values = ", ".join(f"{m}={result[m]:.4f}" for m in shown if result.get(m) is not None)
+    state = "converged" if result.get("converged") else "NOT converged"
+    if "error" in result:
+        values = f"FAILED: {result['error']}"
+    log.info(
+        "[%d/%d] %s: train %.0fs, %s, %s",
+        done,
+        total,
+        result["run"],
+        result["train_seconds"],
+        state,
+        values,
+    )
+
+
+def execute(runs: list[Run], pool, context: dict, on_result) -> dict[str, dict]:
+    """Train and measure ``runs`` on the pool; ``on_result(results)`` after each, in order."""
+    futures = [(run, pool.submit(train_and_measure, run, **context)) for run in runs]
+    results = {}
+    for done, (run, future) in enumerate(futures, 1):
+        results[run.key] = future.result()
+        _log_result(done, len(runs), results[run.key])
+        on_result(results)
+    return results
+
+
+def write_outputs(out: Path, summary: dict, heads, runs: list[Run], results: dict) -> None:
+    """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far."""
+    labels = {h.key: h.label for h in heads}
+    rows = report.summarize(heads, results, runs)
+    claims = report.judge_claims(heads, results, runs)
+    thresholds = report.judge_thresholds(heads, results, runs)
+    points = report.sweep_points(heads, results, runs)
+    summary.update(
+        table=rows,
+        claims=claims,
+        learned_thresholds=thresholds,
+        gamma_sweep={"scales": list(report.SWEEP_SCALES), **points},
+        runs_done=len(results),
+        runs_planned=len(runs),
+        wall_seconds=time.perf_counter() - summary.pop("_started", time.perf_counter()),
+        runs=results,
+    )
+    write_json(out / "study.json", summary)
+    write_text(out / "table.md", report.table_markdown(rows, summary["settings"]))
+    write_text(out / "claims.md", report.claims_markdown(claims, thresholds, labels))
+    if points:
+        report.plot_sweep(points, labels, out / "gamma_sweep.png")
+
+
+def run_study(
+    idx_dir: str, out: Path, size: dict, heads, jobs: int, base_recipe: Path, command: str
+) -> dict:
+    """The whole study under ``out`` (resumable: finished runs are reused); returns study.json."""
+    check_idx_set(idx_dir)  # before anything is created under out
+    check_output_dir(out)
+    setup = {"epochs": size["epochs"], "recipe": base_recipe.read_text()}
+    stamp = out / "study_setup.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != setup:
+        raise DataError(f"{out}: holds runs of another set-up ({stamp}); use a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, setup)
+    started = time.perf_counter()
+    data_dir, runs_dir = out / "data", out / "runs"
+    split = prepare_data(idx_dir, data_dir, size)
+    context = {
+        "data_dir": data_dir,
+        "runs_dir": runs_dir,
+        "base_recipe": base_recipe,
+        "epochs": size["epochs"],
+    }
+    summary = {"command": command, "size": size, "jobs": jobs, "split": split}
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    with ProcessPoolExecutor(
+        jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        tuning = plan.tuning_runs(heads, size["grid_points"])
+        log.info("phase 1: %d tuning runs", len(tuning))
+        tuned = execute(tuning, pool, context, lambda results: None)
+        settings = plan.select_settings(heads, tuned, size["grid_points"])
+        summary["settings"] = settings
+        summary["tuning_runs"] = tuned
+        write_json(out / "settings.json", settings)
+        runs = plan.unique(
+            plan.table_runs(heads, settings, size["seeds"])
+            + plan.sweep_runs(heads, settings, size["sweep_seeds"])
+        )
+        log.info("phase 2: %d table and sweep runs", len(runs))
+
+        def refresh(results: dict) -> None:
+            summary["_started"] = started
+            write_outputs(out, summary, heads, runs, results)
+
+        results = execute(runs, pool, context, refresh)
+    summary["train_seconds_total"] = sum(
+        r["train_seconds"] for r in [*tuned.values(), *results.values()]
+    )
+    summary["_started"] = started
+    write_outputs(out, summary, heads, runs, results)
+    return summary

@@ -1,0 +1,237 @@
+"""The study's outputs: per-head table with 95 % intervals, paired claims, settings, γ figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facebench.fileio import atomic_path
+from facebench.study.heads import COMPARISONS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
+from facebench.study.stats import mean_interval, paired_verdict
+
+#: (result key, column name, task that measures it).
+METRICS = (
+    ("sample_accuracy", "sample-wise acc", "closed"),
+    ("class_wise_accuracy_sample_weighted", "class-wise acc", "closed"),
+    ("uniform_accuracy", "uniform acc", "closed"),
+    ("t_star", "t*", "closed"),
+    ("learned_threshold", "learned threshold", "closed"),
+    ("uniform_accuracy_at_learned_threshold", "uniform acc at learned thr.", "closed"),
+    ("intra_class_cosine", "intra-class cos", "closed"),
+    ("inter_class_cosine_mean", "inter-class cos (mean)", "closed"),
+    ("inter_class_cosine_max", "inter-class cos (max)", "closed"),
+    ("verification_accuracy_10fold", "open-set 10-fold acc", "open"),
+    ("verification_global_accuracy", "open-set global acc", "open"),
+    ("verification_tar_at_far_1e-02", "open-set TAR@FAR=1e-2", "open"),
+    ("verification_tar_at_far_1e-03", "open-set TAR@FAR=1e-3", "open"),
+)
+#: The paper's claims: (claim, metric, higher is better).
+CLAIMS = (
+    ("(1) uniform accuracy", "uniform_accuracy", True),
+    ("(2) sample-wise accuracy", "sample_accuracy", True),
+    ("(4) compact features", "intra_class_cosine", True),
+    ("(4) separated classes", "inter_class_cosine_mean", False),
+    ("(4) separated classes (closest pair)", "inter_class_cosine_max", False),
+    ("(5) open set, 10-fold", "verification_accuracy_10fold", True),
+    ("(5) open set, global threshold", "verification_global_accuracy", True),
+    ("(5) open set, TAR@FAR=1e-2", "verification_tar_at_far_1e-02", True),
+    ("(5) open set, TAR@FAR=1e-3", "verification_tar_at_far_1e-03", True),
+)
+#: Claim (3): thresholding at the learned bias costs less than this much uniform accuracy.
+THRESHOLD_TOLERANCE = 0.01
+
+
+def per_seed(results: dict, runs: list, head: StudyHead, task: str, metric: str) -> dict:
+    """{seed: value} of one head's runs of ``task`` that finished with ``metric`` measured."""
+    out = {}
+    for run in runs:
+        if run.head.key == head.key and run.task == task and run.key in results:
+            value = results[run.key].get(metric)
+            if value is not None:
+                out[run.seed] = value
+    return out
+
+
+def all_converged(results: dict, runs: list, head_keys: set, task: str) -> bool:
+    """Whether every finished run of these heads on ``task`` ended on a plateau."""
+    done = [r for r in runs if r.head.key in head_keys and r.task == task and r.key in results]
+    return bool(done) and all(results[r.key].get("converged") for r in done)
+
+
+def summarize(heads, results: dict, runs: list) -> list[dict]:
+    """Per head: each metric's mean with its 95 % interval, runs done and converged."""
+    rows = []
+    for head in heads:
+        row = {"head": head.label, "key": head.key}
+        for metric, _, task in METRICS:
+            row[metric] = mean_interval(list(per_seed(results, runs, head, task, metric).values()))
+        for task in ("closed", "open"):
+            done = [r for r in runs if r.head.key == head.key and r.task == task]
+            done = [r for r in done if r.key in results]
+            row[f"{task}_runs"] = len(done)
+            row[f"{task}_converged"] = sum(bool(results[r.key].get("converged")) for r in done)
+        rows.append(row)
+    return rows
+
+
+def judge_claims(heads, results: dict, runs: list) -> list[dict]:
+    """Every comparison of :data:`COMPARISONS` (both heads studied) on every claim metric."""
+    by_key = {h.key: h for h in heads}
+    out = []
+    for better, other in COMPARISONS:
+        if better not in by_key or other not in by_key:
+            continue
+        for claim, metric, higher in CLAIMS:
+            task = next(t for m, _, t in METRICS if m == metric)
+            a = per_seed(results, runs, by_key[better], task, metric)
+            b = per_seed(results, runs, by_key[other], task, metric)
+            converged = all_converged(results, runs, {better, other}, task)
+            judged = paired_verdict(a, b, higher, converged)
+            out.append(
+                {"better": better, "other": other, "claim": claim, "metric": metric, **judged}
+            )
+    return out
+
+
+def judge_thresholds(heads, results: dict, runs: list) -> list[dict]:
+    """Claim (3) per head with a learned threshold: uniform acc at t* minus at the threshold."""
+    out = []
+    for head in heads:
+        best = per_seed(results, runs, head, "closed", "uniform_accuracy")
+        at_b = per_seed(results, runs, head, "closed", "uniform_accuracy_at_learned_threshold")
+        seeds = sorted(set(best) & set(at_b))
+        if not seeds:
+            continue
+        cost = mean_interval([best[s] - at_b[s] for s in seeds])
+        converged = all_converged(results, runs, {head.key}, "closed")
+        if not converged:
+            verdict = "not judged"
+        elif cost["high"] is None:
+            verdict = "not resolved"
+        else:
+            verdict = "held" if cost["high"] < THRESHOLD_TOLERANCE else "not held"
+        gap = per_seed(results, runs, head, "closed", "t_star")
+        thr = per_seed(results, runs, head, "closed", "learned_threshold")
+        distance = mean_interval([abs(gap[s] - thr[s]) for s in seeds if s in gap and s in thr])
+        out.append(
+            {
+                "head": head.key,
+                "seeds": seeds,
+                "accuracy_cost": cost,
+                "threshold_distance": distance,
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def _cell(stat: dict | None, digits: int) -> str:
+    if stat is None:
+        return "—"
+    if stat["low"] is None:
+        return f"{stat['mean']:.{digits}f} (n=1)"
+    return f"{stat['mean']:.{digits}f} ± {(stat['high'] - stat['low']) / 2:.{digits}f}"
+
+
+def table_markdown(rows: list[dict], settings: dict) -> str:
+    """One row per head: chosen settings, convergence, every metric as mean ± 95 % half-width."""
+    names = [name for _, name, _ in METRICS]
+    lines = ["| head | lr | γ | converged (closed, open) | " + " | ".join(names) + " |"]
+    lines.append("|---" * (len(names) + 4) + "|")
+    for row in rows:
+        chosen = settings.get(row["key"], {})
+        gamma = "—" if chosen.get("scale") is None else f"{chosen['scale']:g}"
+        conv = (
+            f"{row['closed_converged']}/{row['closed_runs']}, "
+            f"{row['open_converged']}/{row['open_runs']}"
+        )
+        cells = [_cell(row[m], 4 if "acc" in m or "tar" in m else 3) for m, _, _ in METRICS]
+        lines.append(
+            f"| {row['head']} | {chosen.get('lr', '—')} | {gamma} | {conv} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) -> str:
+    """The paired differences with 95 % intervals and verdicts, then claim (3) per head."""
+    lines = [
+        "| claim | head | vs | pairs | difference (95 % CI) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        d = c["difference"]
+        if d is None:
+            interval = "—"
+        elif d["low"] is None:
+            interval = f"{d['mean']:+.4f}"
+        else:
+            interval = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        lines.append(
+            f"| {c['claim']} | {labels[c['better']]} | {labels[c['other']]} | "
+            f"{len(c['seeds'])} | {interval} | {c['verdict']} |"
+        )
+    lines += [
+        "",
+        "| (3) learned threshold at t* | seeds | uniform acc lost at the learned "
+        "threshold (95 % CI) | mean abs(t* − learned) | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for t in thresholds:
+        cost, dist = t["accuracy_cost"], t["threshold_distance"]
+        interval = _cell(cost, 4)
+        distance = "—" if dist is None else f"{dist['mean']:.3f}"
+        lines.append(
+            f"| {labels[t['head']]} | {len(t['seeds'])} | {interval} | {distance} "
+            f"| {t['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sweep_points(heads, results: dict, runs: list) -> dict:
+    """Per swept head key: per γ, the mean/interval of uniform and sample-wise accuracy."""
+    points = {}
+    for head in heads:
+        if head.key not in SWEEP_HEADS:
+            continue
+        points[head.key] = {}
+        for metric in ("uniform_accuracy", "sample_accuracy"):
+            series = []
+            for gamma in SWEEP_SCALES:
+                picked = [r for r in runs if r.scale == gamma and r.task == "closed"]
+                series.append(
+                    mean_interval(list(per_seed(results, picked, head, "closed", metric).values()))
+                )
+            points[head.key][metric] = series
+    return points
+
+
+def plot_sweep(points: dict, labels: dict, path: Path) -> None:
+    """Uniform and sample-wise accuracy against γ with 95 % intervals (the paper's figure 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    titles = {"uniform_accuracy": "uniform accuracy", "sample_accuracy": "sample-wise accuracy"}
+    for ax, (metric, title) in zip(axes, titles.items(), strict=True):
+        for key, series in points.items():
+            shown = [(g, p) for g, p in zip(SWEEP_SCALES, series[metric], strict=True) if p]
+            if not shown:
+                continue
+            mean = [p["mean"] for _, p in shown]
+            half = [0.0 if p["low"] is None else (p["high"] - p["low"]) / 2 for _, p in shown]
+            ax.errorbar(
+                [g for g, _ in shown], mean, yerr=half, marker="o", capsize=3, label=labels[key]
+            )
+        ax.set_xlabel("γ (scale)")
+        ax.set_xticks(SWEEP_SCALES)
+        ax.set_title(f"test set: {title}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (mean, 95 % CI)")
+    axes[0].legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

@@ -1,0 +1,111 @@
+"""One study run: train a head with a seed and settings, judge convergence, measure; resumable.
+
+A run's result is ``RUNS/<key>/study_result.json``: once written, the run is never repeated. A
+run cut short before that is started again from scratch (its folder is cleared first).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facebench.fileio import write_json
+from facebench.study.heads import StudyHead
+
+#: task -> (training pack, evaluation target), relative to the data folder.
+TASKS = {
+    "tune": ("closed/fit", "closed/val"),
+    "closed": ("closed/train", "closed/test"),
+    "open": ("open/train", "open/heldout.bin"),
+}
+RESULT_NAME = "study_result.json"
+#: The learning rate falls tenfold at these fractions of training (the last 40 % at lr/100).
+LR_DROPS = (0.5, 0.6)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A head trained on a task with a seed, learning rate and (normalized heads) scale γ."""
+
+    head: StudyHead
+    task: str
+    seed: int
+    lr: float
+    scale: float | None
+
+    @property
+    def key(self) -> str:
+        """Folder name from head, task, settings and seed: ``bce_u_norm-closed-lr0.1-g64-s2``."""
+        gamma = "" if self.scale is None else f"-g{self.scale:g}"
+        return f"{self.head.key}-{self.task}-lr{self.lr:g}{gamma}-s{self.seed}"
+
+    def describe(self) -> dict:
+        """The run's identity as stored in its result."""
+        return {
+            "run": self.key,
+            "head": self.head.key,
+            "task": self.task,
+            "seed": self.seed,
+            "lr": self.lr,
+            "scale": self.scale,
+        }
+
+
+def run_recipe(run: Run, base_recipe: Path, epochs: float):
+    """The run's recipe: the study's base recipe (the set-up every head shares), then the run's
+    head, settings, seed, epochs, LR milestones and training pack."""
+    from facebench.config import load_recipe
+
+    overrides = run.head.overrides(run.lr, run.scale)
+    overrides += [
+        f"train.seed={run.seed}",
+        f"train.epochs={epochs}",
+        f"data.train={TASKS[run.task][0]}",
+    ]
+    return load_recipe(base_recipe, overrides)
+
+
+def train_and_measure(
+    run: Run, data_dir: Path, runs_dir: Path, base_recipe: Path, epochs: float
+) -> dict:
+    """Train ``run`` (unless its result exists), judge convergence, measure; return the result."""
+    from facebench.errors import FacebenchError
+    from facebench.study.measure import measure_closed, measure_open
+    from facebench.train import train
+    from facebench.train.convergence import training_converged
+
+    run_dir = runs_dir / run.key
+    result_path = run_dir / RESULT_NAME
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    if run_dir.exists():  # cut short earlier: start again
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    recipe = run_recipe(run, base_recipe, epochs)
+    result = run.describe()
+    try:
+        trained = train(recipe, run_dir, data_root=data_dir, progress=False)
+    except FacebenchError as exc:  # e.g. a diverged loss: recorded, never judged
+        result.update(error=str(exc), converged=False, train_seconds=time.perf_counter() - start)
+        write_json(result_path, result)
+        return result
+    seconds = time.perf_counter() - start
+    convergence = training_converged(trained)
+    result.update(
+        converged=convergence["converged"],
+        convergence=convergence,
+        train_seconds=seconds,
+        train_images_per_s=trained.steps * recipe.train.batch_size / seconds,
+    )
+    measured = time.perf_counter()
+    target = data_dir / TASKS[run.task][1]
+    if run.task == "open":
+        result.update(measure_open(trained.model_path, target, run_dir / "verify"))
+    else:
+        result.update(measure_closed(trained.model_path, target, geometry=run.task == "closed"))
+    result["eval_seconds"] = time.perf_counter() - measured
+    write_json(result_path, result)
+    return result
