@@ -59,10 +59,12 @@ def run_recipe(run: Run, base_recipe: Path, epochs: float):
     head, settings, seed, epochs, LR milestones and training pack."""
     from facebench.config import load_recipe
 
+    milestones = ",".join(f"{epochs * fraction:g}" for fraction in LR_DROPS)
     overrides = run.head.overrides(run.lr, run.scale)
     overrides += [
         f"train.seed={run.seed}",
         f"train.epochs={epochs}",
+        f"schedule.milestones=[{milestones}]",
         f"data.train={TASKS[run.task][0]}",
     ]
     return load_recipe(base_recipe, overrides)

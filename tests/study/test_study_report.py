@@ -1,0 +1,90 @@
+"""facebench.study.report: per-head intervals, paired claims, claim (3), Markdown and figure."""
+
+import pytest
+
+from facebench.study import plan, report
+from facebench.study.heads import DEFAULT_HEADS, SWEEP_SCALES
+from facebench.study.stats import mean_interval
+
+HEADS = {h.key: h for h in DEFAULT_HEADS}
+PAIR = (HEADS["softmax"], HEADS["bce_u"])
+SETTINGS = {"softmax": {"lr": 0.1, "scale": None}, "bce_u": {"lr": 0.05, "scale": None}}
+
+
+def _results(runs, converged=True):
+    """Fake measurements: bce_u beats softmax by 0.10 (+ seed noise) in uniform accuracy, ties
+    in sample-wise accuracy up to seed noise, and thresholding at b costs 0.002 exactly."""
+    out = {}
+    for run in runs:
+        bce = run.head.key == "bce_u"
+        noise = (-0.01, 0.0, 0.012)[run.seed]
+        if run.task == "closed":
+            values = {
+                "uniform_accuracy": 0.5 + 0.1 * bce + noise,
+                "sample_accuracy": 0.9 + noise * (1 if bce else -1),
+                "t_star": 0.30,
+                "learned_threshold": 0.32 if bce else None,
+                "uniform_accuracy_at_learned_threshold": 0.598 + noise if bce else None,
+            }
+        else:
+            values = {"verification_global_accuracy": 0.8}
+        out[run.key] = {**values, "converged": converged}
+    return out
+
+
+def test_summary_intervals_and_convergence_counts():
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    rows = report.summarize(PAIR, _results(runs), runs)
+    soft = rows[0]
+    assert soft["uniform_accuracy"] == pytest.approx(mean_interval([0.49, 0.5, 0.512]))
+    assert soft["closed_runs"] == soft["closed_converged"] == 3 and soft["open_runs"] == 3
+    assert soft["learned_threshold"] is None
+    text = report.table_markdown(rows, SETTINGS)
+    lines = text.strip().splitlines()
+    assert len(lines) == 4 and all(line.count("|") == len(report.METRICS) + 5 for line in lines)
+    assert "| L_soft | 0.1 | — | 3/3, 3/3 |" in lines[2]
+
+
+def test_claims_are_paired_by_seed():
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    claims = {c["metric"]: c for c in report.judge_claims(PAIR, _results(runs), runs)}
+    # the seed noise is shared by both heads: the paired difference is exactly +0.10
+    assert claims["uniform_accuracy"]["verdict"] == "held"
+    assert claims["uniform_accuracy"]["difference"]["mean"] == pytest.approx(0.1)
+    # opposite noise: differences -0.02, 0, +0.024 straddle zero
+    assert claims["sample_accuracy"]["verdict"] == "not resolved"
+    assert claims["verification_global_accuracy"]["verdict"] == "not resolved"  # all equal
+    assert "intra_class_cosine" not in claims or claims["intra_class_cosine"]["seeds"] == []
+
+
+def test_unconverged_runs_leave_claims_unjudged():
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    claims = report.judge_claims(PAIR, _results(runs, converged=False), runs)
+    assert {c["verdict"] for c in claims} == {"not judged"}
+
+
+def test_learned_threshold_claim():
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    (judged,) = report.judge_thresholds(PAIR, _results(runs), runs)
+    assert judged["head"] == "bce_u" and judged["verdict"] == "held"  # costs 0.002 < 0.01
+    assert judged["accuracy_cost"]["mean"] == pytest.approx(0.002)
+    assert judged["threshold_distance"]["mean"] == pytest.approx(0.02)
+    labels = {h.key: h.label for h in PAIR}
+    text = report.claims_markdown(report.judge_claims(PAIR, _results(runs), runs), [judged], labels)
+    assert "| (1) uniform accuracy | L_bce-u | L_soft | 3 | +0.1000 [" in text
+
+
+def test_sweep_points_and_figure(tmp_path):
+    heads = (HEADS["normsoftmax"], HEADS["bce_u_norm"])
+    settings = {h.key: {"lr": 0.1, "scale": 64.0} for h in heads}
+    runs = plan.sweep_runs(heads, settings, seeds=2)
+    results = {
+        r.key: {"uniform_accuracy": r.scale / 200 + r.seed / 100, "sample_accuracy": 0.9}
+        for r in runs
+    }
+    points = report.sweep_points(heads, results, runs)
+    means = [p["mean"] for p in points["bce_u_norm"]["uniform_accuracy"]]
+    assert means == pytest.approx([g / 200 + 0.005 for g in SWEEP_SCALES])
+    report.plot_sweep(points, {h.key: h.label for h in heads}, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.png"]
