@@ -1,9 +1,9 @@
 """Candidate feature extractors for the Fashion-MNIST study, side by side.
 
-Trains each candidate (backbone, widths, precision) with the same recipe, data and number of
-epochs, one thread (the study runs one run per core), and reports the trainer's images/s, the
-wall time and the test sample-wise / uniform accuracy. The study's default extractor is chosen
-from this table (docs/results.md).
+Trains each candidate (backbone, widths, precision) with the study's base recipe (schedule
+included), the same data and number of epochs, one thread (the study runs one run per core), and
+reports the trainer's images/s, the wall time and the test sample-wise / uniform accuracy. The
+study's default extractor is chosen from this table (docs/results.md).
 
   python data_scripts/idx_to_packs.py /usr/share/datasets/fashion-mnist --out DATA \\
       --train-per-class 2000
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes" / "fashion_mnist"
+BASE_RECIPE = REPO / "recipes" / "fashion_mnist" / "base.yaml"
 
 #: name -> recipe overrides of the extractor (backbone, widths, precision).
 CANDIDATES = {
@@ -39,16 +39,14 @@ CANDIDATES = {
 }
 
 
-def measure(recipe: str, overrides: list[str], data: Path, run_dir: Path) -> dict:
+def measure(overrides: list[str], data: Path, run_dir: Path) -> dict:
     """Train one candidate, then its images/s (median of the logged intervals) and accuracy."""
     from facebench.config import load_recipe
     from facebench.eval.uniform_model import evaluate_uniform_model
     from facebench.train import train
 
     start = time.perf_counter()
-    result = train(
-        load_recipe(RECIPES / recipe, overrides), run_dir, data_root=data, progress=False
-    )
+    result = train(load_recipe(BASE_RECIPE, overrides), run_dir, data_root=data, progress=False)
     seconds = time.perf_counter() - start
     logged = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     speeds = [r["images_per_s"] for r in logged if "images_per_s" in r]
@@ -68,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every candidate with every head; print a table, write OUT/extractors.json."""
     import torch
 
+    from facebench.study.heads import select_heads
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder for runs and JSON")
     parser.add_argument("--epochs", type=float, default=3.0, help="epochs per candidate")
     parser.add_argument(
-        "--heads", default="softmax,bce_u_norm", help="recipes of recipes/fashion_mnist"
+        "--heads", default="softmax,bce_u_norm", help="study head keys (lr 0.1, γ 64)"
     )
     parser.add_argument("--only", help="comma-separated candidate names (default: all)")
     args = parser.parse_args(argv)
@@ -83,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only.split(",") if args.only else list(CANDIDATES)
     rows = []
     for name in names:
-        for head in args.heads.split(","):
+        for head in select_heads(args.heads):
             overrides = [*CANDIDATES[name], f"train.epochs={args.epochs}", "train.batch_size=128"]
-            run_dir = args.out / f"{name.replace(' ', '_')}-{head}"
+            overrides += head.overrides(0.1, 64.0 if head.has_scale() else None)
+            run_dir = args.out / f"{name.replace(' ', '_')}-{head.key}"
             row = {
                 "extractor": name,
-                "head": head,
-                **measure(f"{head}.yaml", overrides, args.data, run_dir),
+                "head": head.key,
+                **measure(overrides, args.data, run_dir),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -70,7 +70,7 @@ COMPARISONS = (
 
 #: The γ sweep of the paper's figure 1: the normalized SoftMax and unified-bias BCE.
 SWEEP_HEADS = ("normsoftmax", "bce_u_norm")
-SWEEP_SCALES = (32.0, 64.0, 96.0, 128.0, 192.0)
+SWEEP_SCALES = (32.0, 64.0, 128.0, 192.0)
 
 
 def select_heads(names: str | None) -> tuple[StudyHead, ...]:

@@ -230,7 +230,8 @@ def plot_sweep(points: dict, labels: dict, path: Path) -> None:
         ax.set_title(f"test set: {title}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (mean, 95 % CI)")
-    axes[0].legend()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
