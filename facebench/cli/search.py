@@ -4,9 +4,10 @@ from __future__ import annotations
 
 DESCRIPTION = """\
 Search probe embeddings in a gallery built by `facebench index build`. For each probe: the top-k
-identities with cosine scores and a decision: the best identity when its cosine is above the
-global threshold, else "unknown". The threshold is given (--threshold) or read from a report
-(--threshold-from): a `facebench verify` report (lfw.json) or an IJB report gives its
+identities, each with its best cosine over its gallery images (--per-image: the top-k images,
+where one identity may fill several ranks), and a decision: the best identity when its cosine is
+above the global threshold, else "unknown". The threshold is given (--threshold) or read from a
+report (--threshold-from): a `facebench verify` report (lfw.json) or an IJB report gives its
 global_threshold, or with --far the threshold whose FAR on its pairs is at most that target
 (the one behind its tar_at_far); an identification report gives, with --far, its threshold at
 that FPIR. Results go to a .json or .csv file."""
@@ -31,6 +32,11 @@ def register(subparsers) -> None:
         "--far", type=float, help="with --threshold-from: the threshold at this FAR (FPIR)"
     )
     p.add_argument("--top-k", type=int, default=5, help="identities listed per probe")
+    p.add_argument(
+        "--per-image",
+        action="store_true",
+        help="list the top-k gallery images instead (one identity may fill several ranks)",
+    )
     p.add_argument("--search-params", help="faiss parameters, e.g. nprobe=32 or efSearch=128")
     p.add_argument("--out", required=True, help="results file (.json or .csv)")
     p.set_defaults(handler=run)
@@ -53,7 +59,13 @@ def run(args) -> int:
         else threshold_from_report(args.threshold_from, args.far)
     )
     report = search_probes(
-        args.index, args.embeddings, threshold, args.top_k, args.sidecar, args.search_params
+        args.index,
+        args.embeddings,
+        threshold,
+        args.top_k,
+        args.sidecar,
+        args.search_params,
+        per_image=args.per_image,
     )
     write_search_results(args.out, report)
     print(

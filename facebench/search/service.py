@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 
 import numpy as np
@@ -95,6 +96,23 @@ def _probe_names(meta: dict | None, count: int) -> list:
     return list(range(count))
 
 
+def ranked_hits(
+    cosines: np.ndarray, identities: np.ndarray, k: int, distinct: bool = True
+) -> list[list]:
+    """Per row of a search result (best first): up to ``k`` ``(identity, cosine)`` pairs, each
+    identity once with its best cosine when ``distinct``; empty slots (cosine -inf) skipped."""
+    rows = []
+    for cos_row, id_row in zip(cosines.tolist(), identities.tolist(), strict=True):
+        hits = []
+        for cosine, identity in zip(cos_row, id_row, strict=True):
+            if len(hits) == k:
+                break
+            if math.isfinite(cosine) and not (distinct and any(identity == h[0] for h in hits)):
+                hits.append((identity, cosine))
+        rows.append(hits)
+    return rows
+
+
 def search_probes(
     index_path: str,
     probes_path: str,
@@ -102,8 +120,10 @@ def search_probes(
     top_k: int = 5,
     sidecar: str | None = None,
     search_params: str | None = None,
+    per_image: bool = False,
 ) -> dict:
-    """Top-k identities with cosines and a decision (identity or "unknown") for every probe."""
+    """The top-k identities (best cosine of each; ``per_image``: the top-k gallery images, an
+    identity may repeat) and a decision (identity or "unknown") for every probe."""
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     gallery = Gallery.load(index_path)
@@ -111,30 +131,30 @@ def search_probes(
         gallery.set_search_params(search_params)
     probes, meta = load_embeddings(probes_path, sidecar)
     _check_dim(gallery, probes, probes_path, index_path)
-    cosines, identities = gallery.search(probes, top_k)
+    # k images per identity at most are enough to hold k distinct identities
+    images_of_one = (
+        1 if per_image else int(np.unique(gallery.identities, return_counts=True)[1].max())
+    )
+    cosines, identities = gallery.search(probes, top_k * images_of_one)
     names = _probe_names(meta, len(probes))
     decisions = decide(cosines[:, 0], identities[:, 0], threshold)
+    tops = ranked_hits(cosines, identities, top_k, distinct=not per_image)
     results = [
         {
             "probe": name,
             "decision": decision,
-            "top": [
-                {"identity": i.item(), "cosine": float(c)}
-                for i, c in zip(id_row, cos_row, strict=True)
-                if np.isfinite(c)
-            ],
+            "top": [{"identity": i, "cosine": float(c)} for i, c in top],
         }
-        for name, decision, cos_row, id_row in zip(
-            names, decisions, cosines, identities, strict=True
-        )
+        for name, decision, top in zip(names, decisions, tops, strict=True)
     ]
     unknown = sum(r["decision"] == UNKNOWN for r in results)
     return {
         schema.KIND: schema.SEARCH,
         "index": os.path.abspath(index_path),
         "gallery_size": len(gallery),
+        "ranking": "image" if per_image else "identity",
         "threshold": float(threshold),
-        "top_k": int(cosines.shape[1]),
+        "top_k": max((len(r["top"]) for r in results), default=0),
         "probes": len(results),
         "identified": len(results) - unknown,
         "unknown": unknown,

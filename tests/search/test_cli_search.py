@@ -241,3 +241,58 @@ def test_bad_inputs_give_one_line_errors(files, capsys):
     )
     assert "g1.json: a non-facebench report holds no decision threshold" in line
     assert not (files / "r.json").exists()
+
+
+def test_search_ranks_distinct_identities_by_their_best_image(tmp_path, capsys):
+    """Identity 0 holds the 3 rows nearest the probe: per image it fills ranks 1-3, per identity
+    it takes rank 1 once and the next identities follow, each with its best cosine."""
+    rng = np.random.default_rng(7)
+    probe = unit_rows(1, 16, 8)
+    near = probe + 0.1 * unit_rows(3, 16, 9)
+    others = unit_rows(12, 16, 10) + 0.3 * probe  # 4 identities x 3 images, farther away
+    gallery = np.vstack([near, others])
+    ids = [0, 0, 0] + [1 + i // 3 for i in range(12)]
+    order = rng.permutation(len(ids))  # gallery rows in no particular order
+    save_embeddings(
+        str(tmp_path / "g.npy"), gallery[order], {"identities": [ids[i] for i in order]}
+    )
+    save_embeddings(str(tmp_path / "p.npy"), probe, {"paths": ["p.jpg"]})
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--embeddings",
+                str(tmp_path / "g.npy"),
+                "--out",
+                str(tmp_path / "g.index"),
+            ]
+        )
+        == 0
+    )
+
+    def top(*extra):
+        out = tmp_path / f"r{len(extra)}.json"
+        argv = [
+            "search",
+            "--index",
+            str(tmp_path / "g.index"),
+            "--embeddings",
+            str(tmp_path / "p.npy"),
+        ]
+        assert main([*argv, "--threshold", "0.5", "--top-k", "3", "--out", str(out), *extra]) == 0
+        report = json.loads(out.read_text())
+        return report, [(h["identity"], h["cosine"]) for h in report["results"][0]["top"]]
+
+    report, by_identity = top()
+    unit = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    cos = (unit @ probe[0].astype(np.float64)) / np.linalg.norm(probe[0])
+    best = {i: max(c for c, j in zip(cos, ids, strict=True) if j == i) for i in set(ids)}
+    expected = sorted(best.items(), key=lambda kv: -kv[1])[:3]
+    assert [i for i, _ in by_identity] == [i for i, _ in expected] and by_identity[0][0] == 0
+    np.testing.assert_allclose([c for _, c in by_identity], [c for _, c in expected], atol=1e-5)
+    assert report["ranking"] == "identity" and report["results"][0]["decision"] == 0
+
+    report, per_image = top("--per-image")
+    assert [i for i, _ in per_image] == [0, 0, 0] and report["ranking"] == "image"
+    capsys.readouterr()
