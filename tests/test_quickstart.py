@@ -1,6 +1,7 @@
 """The quickstart's guards: an existing or unwritable output, missing recipes, a full disk."""
 
 import errno
+import json
 import shutil
 from pathlib import Path
 
@@ -55,3 +56,46 @@ def test_synthetic_data_made_with_other_settings_is_not_overwritten(tmp_path):
     with pytest.raises(DataError, match="other settings"):
         quickstart.ensure_synthetic_data(data, quickstart.SIZES["quick"].synth)
     assert Path(data / "synth.json").read_text() == '{"config": {"identities": 3}}'
+
+
+def _table_rows(table: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Header cells and {metric: cells} of a Markdown table."""
+    lines = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()]
+    return lines[0], {cells[0]: cells[1:] for cells in lines[2:]}
+
+
+def test_quick_run_prints_the_table_of_its_reports(tmp_path, capsys):
+    from facebench.fileio import read_json
+    from facebench.models.artifact import load_model_artifact
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--quick", "--out", str(out), "--data", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    table = printed[: printed.index("report: ")].strip()
+    assert table in (out / "report.md").read_text()
+    header, rows = _table_rows(table)
+    assert header == ["metric", *quickstart.HEADS]
+    for i, head in enumerate(quickstart.HEADS):
+        run = out / "runs" / head
+        for name in ("synth_val", "synth_hard"):
+            r = read_json(run / "reports" / f"{name}.json")
+            mean, std = 100 * r["accuracy_10fold_mean"], 100 * r["accuracy_10fold_std"]
+            assert rows[f"{name}: 10-fold accuracy"][i] == f"{mean:.2f} ± {std:.2f}"
+            glob = f"{100 * r['global_accuracy']:.2f} ({r['global_threshold']:.3f})"
+            assert rows[f"{name}: global accuracy (τ cos)"][i] == glob
+            assert rows[f"{name}: TAR@FAR=1e-02"][i] == f"{100 * r['tar_at_far']['1e-02']:.2f}"
+        u = read_json(run / "reports" / "uniform.json")
+        for label, key in (
+            ("sample-wise accuracy", "sample_accuracy"),
+            ("uniform accuracy", "uniform_accuracy"),
+        ):
+            assert rows[label][i] == f"{100 * u[key]:.2f}"
+        # one learned threshold everywhere: model.pt, the last log record, uniform.json, table
+        learned = load_model_artifact(run / "model.pt")[1]["metadata"]["learned_threshold"]
+        logged = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        assert logged[-1]["learned_threshold"] == learned == u["learned_threshold"]
+        assert rows["learned threshold"][i] == ("–" if learned is None else f"{learned:.4f}")
+        ident = read_json(run / "reports" / "identification.json")
+        assert rows["rank-1 (closed set)"][i] == f"{100 * ident['cmc']['1']:.2f}"
+    # only bce_u learns one threshold (SoftMax's per-class biases are not one)
+    assert rows["learned threshold"][0] != "–" and rows["learned threshold"][1:] == ["–"] * 3

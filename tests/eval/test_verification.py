@@ -214,7 +214,52 @@ def test_transfer_table_diagonal_is_the_oracle(make_pairs):
         _, acc = V.best_global_threshold(cos, issame)
         assert table["sources"][name]["global"][name]["accuracy"] == pytest.approx(acc)
         assert table["sources"][name]["at_far"][name]["far"] <= 1e-2
-    assert table["sources"]["easy"]["global"]["hard"]["accuracy"] <= 1.0
+
+
+def reference_far_threshold(cos, issame, far):
+    """The lowest impostor score whose pass rate (impostors strictly above it) is <= far."""
+    imp = sorted(cos[~issame].tolist())
+    return min(t for t in imp if sum(x > t for x in imp) / len(imp) <= far)
+
+
+def rates_by_loop(cos, issame, tau):
+    same = [c > tau for c in cos.tolist()]
+    pairs = list(zip(same, issame.tolist(), strict=True))
+    gen = [s for s, y in pairs if y]
+    imp = [s for s, y in pairs if not y]
+    return {
+        "accuracy": sum(s == y for s, y in pairs) / len(pairs),
+        "tar": sum(gen) / len(gen),
+        "far": sum(imp) / len(imp),
+    }
+
+
+def test_transfer_table_applies_each_row_threshold_to_every_set(make_pairs):
+    sets = {}
+    for name, noise, shift in (("easy", 0.8, 0.0), ("hard", 1.6, 0.0), ("shifted", 1.0, 0.3)):
+        emb, issame = make_pairs(800, noise=noise, seed=int(noise * 10))
+        cos = scores_of(emb, issame)[1]
+        sets[name] = (np.clip(cos + shift, -1, 1), issame)
+    table = V.transfer_table(sets, target_far=1e-2)
+    for src, (cos, issame) in sets.items():
+        entry = table["sources"][src]
+        # the row's thresholds: the oracle global one and the FAR <= 1e-2 one, by brute force
+        on_row = V.apply_threshold(cos, issame, entry["global_threshold"])["accuracy"]
+        assert on_row == pytest.approx(reference_global(cos, issame), abs=1e-15)
+        assert entry["far_threshold"] == reference_far_threshold(cos, issame, 1e-2)
+        for dst, (dst_cos, dst_same) in sets.items():
+            for column, tau in (
+                ("global", entry["global_threshold"]),
+                ("at_far", entry["far_threshold"]),
+            ):
+                want = rates_by_loop(dst_cos, dst_same, tau)
+                got = entry[column][dst]
+                assert got == pytest.approx(want, abs=1e-15), (src, dst, column)
+    # the sets differ, so a row's threshold scores the other sets differently from their own
+    own = {n: table["sources"][n]["global"][n]["accuracy"] for n in sets}
+    assert any(
+        table["sources"][s]["global"][d]["accuracy"] != own[d] for s in sets for d in sets if s != d
+    )
 
 
 def test_bad_inputs_raise_one_line_errors(make_pairs):

@@ -165,10 +165,42 @@ def test_gradient_clipping_bounds_the_update(recipe_file, data_root, tmp_path):
     assert float(moved) == pytest.approx(lr * clip, rel=1e-3)
 
 
-def test_bf16_autocast_and_adamw_train_on_cpu(recipe_file, data_root, tmp_path):
-    sets = ["train.max_steps=3", "train.amp=bf16", "optim.name=adamw", "optim.lr=1e-3"]
-    result = _run(recipe_file, data_root, tmp_path / "run", *sets, "eval.bins=[]")
-    assert all(math.isfinite(x) for x in result.losses)
+class _ForwardDtypes(Hook):
+    """Records the dtype of every backbone output of the training steps."""
+
+    def on_start(self, trainer):
+        self.dtypes = set()
+        self.handle = trainer.backbone.register_forward_hook(
+            lambda module, args, out: self.dtypes.add(out.dtype)
+        )
+
+    def on_end(self, trainer):
+        self.handle.remove()
+
+
+def test_bf16_autocast_runs_the_backbone_in_bf16_close_to_fp32(recipe_file, data_root, tmp_path):
+    # the first step sees the same weights and images: the loss moves by bf16 rounding only
+    sets = ["train.max_steps=1", "eval.bins=[]"]
+    fp32 = _run(recipe_file, data_root, tmp_path / "fp32", *sets)
+    seen = _ForwardDtypes()
+    bf16 = _run(recipe_file, data_root, tmp_path / "bf16", *sets, "train.amp=bf16", hooks=[seen])
+    assert seen.dtypes == {torch.bfloat16}
+    assert bf16.losses[0] != fp32.losses[0]  # not float32 in disguise
+    assert bf16.losses[0] == pytest.approx(fp32.losses[0], rel=1e-2)
+
+
+def test_adamw_first_step_moves_every_weight_by_the_learning_rate(recipe_file, data_root, tmp_path):
+    # Adam's first step: m = g, v = g^2 (bias-corrected), so each weight with a gradient moves
+    # by lr * g / (|g| + eps), i.e. by lr; SGD would move it by lr * g.
+    lr, snap = 1e-3, _Snapshot()
+    sets = ["train.max_steps=1", "eval.bins=[]", "optim.name=adamw", f"optim.lr={lr}"]
+    sets += ["optim.weight_decay=0", "schedule.name=constant", "schedule.warmup_epochs=0"]
+    _run(recipe_file, data_root, tmp_path / "run", *sets, hooks=[snap])
+    moved = torch.cat(
+        [(p.detach() - b).abs().flatten() for p, b in zip(snap.params, snap.before, strict=True)]
+    )
+    assert float(moved.max()) <= lr * 1.001  # float32 rounding of the weights
+    assert float((moved > 0.99 * lr).double().mean()) > 0.9
 
 
 def test_cli_trains_and_reports_bad_recipes_in_one_line(recipe_file, data_root, tmp_path, capsys):
