@@ -5,15 +5,12 @@ a row fails) and per data script. Inputs are paths that do not exist: a command 
 inputs before checking its outputs would fail on them instead, and the test would see it.
 """
 
-import argparse
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
 from facebench import fileio
-from facebench.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "synth" / "bce_u.yaml")
@@ -97,39 +94,10 @@ TABLE = {
         ["--pairs", "{no}/pairs.txt", "--root", "{no}", "--out", "{out}"],
     ),
 }
-WRITES_NOTHING = {"data info"}
 
 
-def _subcommands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:
-    found = set()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                full = f"{prefix} {name}".strip()
-                nested = _subcommands(sub, full)
-                found |= nested or {full}
-    return found
-
-
-def test_every_subcommand_and_data_script_has_a_row():
-    scripts = {f"data_scripts/{p.name}" for p in (ROOT / "data_scripts").glob("*.py")}
-    assert set(TABLE) | WRITES_NOTHING == _subcommands(build_parser()) | scripts
-
-
-def _run(command: str, argv: list[str]) -> int:
-    if not command.startswith("data_scripts/"):
-        return main(argv)
-    spec = importlib.util.spec_from_file_location(Path(command).stem, ROOT / command)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
-
-
-def _snapshot(root: Path) -> dict:
-    return {
-        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in root.rglob("*")
-    }
+def test_every_subcommand_and_data_script_has_a_row(writing_commands):
+    assert set(TABLE) == writing_commands
 
 
 def _cases(kind: str):
@@ -172,33 +140,37 @@ CASES = [
 @pytest.mark.parametrize(
     "command, case, prepare, words", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES]
 )
-def test_bad_output_is_one_line_before_any_work(tmp_path, capsys, command, case, prepare, words):
+def test_bad_output_is_one_line_before_any_work(
+    tmp_path, capsys, snapshot, run_command, command, case, prepare, words
+):
     _, name, argv = TABLE[command]
     (tmp_path / "work").mkdir()
     out = tmp_path / "work" / "sub" / name
     prepare(out)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     args = [a.format(out=out, no=tmp_path / "missing") for a in argv]
-    assert _run(command, args) == 2
+    assert run_command(command, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ": error: " in err[0], err
     assert words in err[0] and str(tmp_path / "work") in err[0], err[0]
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("command", list(TABLE))
-def test_unwritable_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command):
+def test_unwritable_folder_is_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, snapshot, run_command, command
+):
     kind, name, argv = TABLE[command]
     out = tmp_path / "work" / name
     out.parent.mkdir()
     if kind == "update":
         out.write_text("index")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     # root passes every permission check: answer as a read-only folder would
     monkeypatch.setattr(fileio.os, "access", lambda path, mode: False)
     args = [a.format(out=out, no=tmp_path / "missing") for a in argv]
-    assert _run(command, args) == 2
+    assert run_command(command, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not writable" in err[0], err
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
     assert os.listdir(tmp_path / "work") == ([name] if kind == "update" else [])
