@@ -8,9 +8,12 @@ scalar loss, exposes ``scores``, ``decision_threshold``, ``param_groups`` and a 
 
 from __future__ import annotations
 
+from facebench.heads.adaface import AdaFaceHead
 from facebench.heads.base import ClassifierHead, DecisionThreshold, default_bias_init
 from facebench.heads.bce import BCEHead, DiverseBCEHead, UnifiedBCEHead, ZeroBiasBCEHead
+from facebench.heads.curricularface import CurricularFaceHead
 from facebench.heads.distributed import compensate_ddp_averaging
+from facebench.heads.magface import MagFaceHead
 from facebench.heads.registry import (
     HEADS,
     build_head,
@@ -20,17 +23,22 @@ from facebench.heads.registry import (
     register_head,
 )
 from facebench.heads.softmax import ArcFaceHead, CosFaceHead, NormSoftmaxHead, SoftmaxHead
+from facebench.heads.sphereface2 import SphereFace2Head
 
 __all__ = [
     "HEADS",
+    "AdaFaceHead",
     "ArcFaceHead",
     "BCEHead",
     "ClassifierHead",
     "CosFaceHead",
+    "CurricularFaceHead",
     "DecisionThreshold",
     "DiverseBCEHead",
+    "MagFaceHead",
     "NormSoftmaxHead",
     "SoftmaxHead",
+    "SphereFace2Head",
     "UnifiedBCEHead",
     "ZeroBiasBCEHead",
     "build_head",

@@ -72,6 +72,8 @@ class ClassifierHead(nn.Module):
     bias_init: float | None = None
     bias_weight_decay = False
     sample_ratio = 1.0
+    #: running statistics ((buffer name, initial value), ...), saved in ``full_state_dict``
+    running_stats: tuple[tuple[str, float], ...] = ()
 
     def __init__(self, embedding_size: int, num_classes: int, *, process_group=None, **params):
         super().__init__()
@@ -99,6 +101,8 @@ class ClassifierHead(nn.Module):
             self.bias = nn.Parameter(torch.tensor(self.initial_bias()))
         else:
             self.register_parameter("bias", None)
+        for key, value in self.running_stats:
+            self.register_buffer(key, torch.tensor(float(value)))
         self.sampled_classes: torch.Tensor | None = None
 
     def check_params(self, given: dict) -> None:

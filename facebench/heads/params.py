@@ -51,10 +51,10 @@ RANGES: dict[str, Interval] = {
     "loss_weight": POSITIVE,
     "h": POSITIVE,
     "momentum": RATIO,
-    "lower_norm": POSITIVE,
-    "upper_norm": POSITIVE,
-    "lower_margin": NON_NEGATIVE,
-    "upper_margin": NON_NEGATIVE,
+    "l_a": POSITIVE,
+    "u_a": POSITIVE,
+    "l_m": NON_NEGATIVE,
+    "u_m": NON_NEGATIVE,
     "lambda_g": NON_NEGATIVE,
 }
 FLAGS = ("normalized", "bias_weight_decay")
