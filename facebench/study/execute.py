@@ -104,6 +104,11 @@ def write_outputs(out: Path, summary: dict, heads, runs: list[Run], results: dic
         report.plot_sweep(points, labels, out / "gamma_sweep.png")
 
 
+def write_tuning(out: Path, heads, runs: list[Run], results: dict) -> None:
+    """tuning.md: the tuning runs finished so far."""
+    write_text(out / "tuning.md", report.tuning_markdown(heads, runs, results))
+
+
 def run_study(
     idx_dir: str, out: Path, size: dict, heads, jobs: int, base_recipe: Path, command: str
 ) -> dict:
@@ -133,7 +138,9 @@ def run_study(
     ) as pool:
         tuning = plan.tuning_runs(heads, size["grid_points"])
         log.info("phase 1: %d tuning runs", len(tuning))
-        tuned = execute(tuning, pool, context, lambda results: None)
+        tuned = execute(
+            tuning, pool, context, lambda results: write_tuning(out, heads, tuning, results)
+        )
         settings = plan.select_settings(heads, tuned, size["grid_points"])
         summary["settings"] = settings
         summary["tuning_runs"] = tuned

@@ -236,3 +236,35 @@ def plot_sweep(points: dict, labels: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
+
+
+def tuning_markdown(heads, runs: list, results: dict) -> str:
+    """Phase 1 so far: per head and grid point, validation accuracy, convergence and cost."""
+    labels = {h.key: h.label for h in heads}
+    lines = [
+        "| head | lr | γ | val sample-wise | val uniform | converged | last-epoch loss change "
+        "| train s | images/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        r = results.get(run.key)
+        if r is None:
+            continue
+        change = (r.get("convergence") or {}).get("relative_change")
+        cells = [
+            labels[run.head.key],
+            f"{run.lr:g}",
+            "—" if run.scale is None else f"{run.scale:g}",
+            _number(r.get("sample_accuracy"), 4),
+            _number(r.get("uniform_accuracy"), 4),
+            "error: " + r["error"] if "error" in r else ("yes" if r.get("converged") else "no"),
+            "—" if change is None else f"{change:+.2%}",
+            _number(r.get("train_seconds"), 0),
+            _number(r.get("train_images_per_s"), 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"

@@ -88,3 +88,23 @@ def test_sweep_points_and_figure(tmp_path):
     report.plot_sweep(points, {h.key: h.label for h in heads}, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["sweep.png"]
+
+
+def test_tuning_table_lists_finished_grid_points_only():
+    head = HEADS["bce_u_norm"]
+    runs = plan.tuning_runs((head,))
+    results = {
+        runs[0].key: {
+            "sample_accuracy": 0.91,
+            "uniform_accuracy": 0.7,
+            "converged": True,
+            "convergence": {"relative_change": -0.012},
+            "train_seconds": 100.0,
+            "train_images_per_s": 1350.0,
+        },
+        runs[2].key: {"error": "loss diverged", "train_seconds": 5.0},
+    }
+    lines = report.tuning_markdown((head,), runs, results).strip().splitlines()
+    assert len(lines) == 4
+    assert lines[2] == "| L_bce-nu | 0.1 | 32 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 1350 |"
+    assert "error: loss diverged" in lines[3]
