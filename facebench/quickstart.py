@@ -71,7 +71,7 @@ def default_recipes_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "recipes"
 
 
-def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig) -> Path:
+def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig, progress: bool = True) -> Path:
     """The synthetic dataset for ``cfg`` under ``data_dir``: reused if present, else written."""
     from facebench.data.synthetic import write_synthetic_dataset
 
@@ -88,7 +88,8 @@ def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig) -> Path:
             f"{data_dir}: holds synthetic data made with other settings; "
             "pass another --data directory or remove it"
         )
-    write_synthetic_dataset(str(data_dir), cfg, workers=min(2, os.cpu_count() or 1))
+    workers = min(2, os.cpu_count() or 1)
+    write_synthetic_dataset(str(data_dir), cfg, workers=workers, progress=progress)
     return data_dir
 
 
@@ -118,7 +119,13 @@ def identification_split(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.n
     return np.stack(gallery), np.array(gallery_ids), np.stack(probes), np.array(probe_ids)
 
 
-def evaluate_run(run_dir: Path, data_dir: Path, identification_images: tuple, device: str) -> None:
+def evaluate_run(
+    run_dir: Path,
+    data_dir: Path,
+    identification_images: tuple,
+    device: str,
+    progress: bool = True,
+) -> None:
     """Verification, uniform and identification reports of a trained run, under run/reports.
 
     ``identification_images``: the :func:`identification_split` shared by every run."""
@@ -131,8 +138,10 @@ def evaluate_run(run_dir: Path, data_dir: Path, identification_images: tuple, de
     reports = run_dir / "reports"
     embedder = load_embedder(str(model), device=device)
     bins = sorted(str(p) for p in data_dir.glob("*.bin"))
-    verify_bins(bins, str(reports), embedder=embedder, model_name=run_dir.name)
-    uniform = evaluate_uniform_model(str(model), str(data_dir / "test.rec"), device, 64)
+    verify_bins(bins, str(reports), embedder=embedder, model_name=run_dir.name, progress=progress)
+    uniform = evaluate_uniform_model(
+        str(model), str(data_dir / "test.rec"), device, 64, progress=progress
+    )
     write_json(str(reports / "uniform.json"), uniform)
     gallery, gallery_ids, probes, probe_ids = identification_images
     identification = identification_metrics(
@@ -150,8 +159,10 @@ def run_quickstart(
     size: str = "default",
     device: str = "cpu",
     recipes_dir: str | os.PathLike | None = None,
+    progress: bool = True,
 ) -> Path:
-    """Run the whole quickstart into ``out`` (must not exist); return the path of report.md."""
+    """Run the whole quickstart into ``out`` (must not exist); return the path of report.md.
+    ``progress``: draw the progress bars of data synthesis, training and evaluation."""
     from facebench.report import render_report
     from facebench.train import train
 
@@ -169,7 +180,9 @@ def run_quickstart(
     started = time.perf_counter()
     with atomic_dir(out) as tmp_dir:
         tmp = Path(tmp_dir)
-        data = ensure_synthetic_data(Path(data_dir).absolute() / f"synth-{size}", chosen.synth)
+        data = ensure_synthetic_data(
+            Path(data_dir).absolute() / f"synth-{size}", chosen.synth, progress
+        )
         identification_images = identification_split(chosen.synth)
         runs = []
         for head, recipe in zip(HEADS, recipe_files, strict=True):
@@ -185,8 +198,9 @@ def run_quickstart(
                     f"train.batch_size={chosen.batch_size}",
                     "eval.bins=[]",
                 ],
+                progress=progress,
             )
-            evaluate_run(result.run_dir, data, identification_images, device)
+            evaluate_run(result.run_dir, data, identification_images, device, progress)
             runs.append(result.run_dir)
         report = render_report([str(r) for r in runs], str(tmp))
         summary = {

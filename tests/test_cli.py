@@ -4,6 +4,8 @@ import contextlib
 import subprocess
 import sys
 
+import pytest
+
 from facebench.cli import _command_modules, build_parser, main
 
 
@@ -51,3 +53,23 @@ def test_help_shows_defaults_of_optional_values(capsys):
     assert "(default: 100)" in text and "(default: 1.5)" in text
     assert "(default: None)" not in text
     assert "(default: Flat)" in _help(capsys, ["index", "build"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["verify"],
+        ["uniform"],
+        ["ijb"],
+        ["embed"],
+        ["train"],
+        ["quickstart"],
+        ["data", "synth"],
+        ["data", "from-folder"],
+        ["data", "to-folder"],
+        ["data", "bin-to-folder"],
+        ["data", "folder-to-bin"],
+    ],
+)
+def test_every_command_that_draws_a_bar_can_hide_it(capsys, command):
+    assert "--no-progress" in _help(capsys, command)

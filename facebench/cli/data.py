@@ -13,7 +13,7 @@ synthetic identity sets for CPU runs."""
 
 def register(subparsers) -> None:
     """Add `data` and its subcommands."""
-    from facebench.cli._help import DefaultsHelpFormatter
+    from facebench.cli._options import DefaultsHelpFormatter, add_progress_option
 
     parser = subparsers.add_parser(
         "data",
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     )
     from_folder.add_argument("folder", help="root of <identity>/<image> sub-folders")
     from_folder.add_argument("--out", required=True, help="new pack directory")
+    add_progress_option(from_folder)
     from_folder.set_defaults(handler=_from_folder)
 
     to_folder = sub.add_parser(
@@ -50,6 +51,7 @@ def register(subparsers) -> None:
     )
     to_folder.add_argument("pack", help="pack directory or .rec file")
     to_folder.add_argument("--out", required=True, help="new folder")
+    add_progress_option(to_folder)
     to_folder.set_defaults(handler=_to_folder)
 
     bin_to_folder = sub.add_parser(
@@ -59,6 +61,7 @@ def register(subparsers) -> None:
     )
     bin_to_folder.add_argument("bin", help="verification .bin file")
     bin_to_folder.add_argument("--out", required=True, help="new folder")
+    add_progress_option(bin_to_folder)
     bin_to_folder.set_defaults(handler=_bin_to_folder)
 
     folder_to_bin = sub.add_parser(
@@ -68,6 +71,7 @@ def register(subparsers) -> None:
     )
     folder_to_bin.add_argument("folder", help="folder written by bin-to-folder (or alike)")
     folder_to_bin.add_argument("--out", required=True, help="output .bin file")
+    add_progress_option(folder_to_bin)
     folder_to_bin.set_defaults(handler=_folder_to_bin)
 
     synth = sub.add_parser(
@@ -114,6 +118,7 @@ def register(subparsers) -> None:
         default=min(2, os.cpu_count() or 1),
         help="processes that draw images (output does not depend on it)",
     )
+    add_progress_option(synth)
     synth.set_defaults(handler=_synth)
 
 
@@ -140,7 +145,7 @@ def _from_folder(args) -> int:
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    images, classes = folder_to_pack(args.folder, args.out)
+    images, classes = folder_to_pack(args.folder, args.out, progress=not args.no_progress)
     print(f"wrote {args.out}: {images} images, {classes} identities")
     return 0
 
@@ -150,7 +155,7 @@ def _to_folder(args) -> int:
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    images, identities = pack_to_folder(args.pack, args.out)
+    images, identities = pack_to_folder(args.pack, args.out, progress=not args.no_progress)
     print(f"wrote {args.out}: {images} images in {identities} identity folders")
     return 0
 
@@ -160,7 +165,7 @@ def _bin_to_folder(args) -> int:
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    pairs = bin_to_folder(args.bin, args.out)
+    pairs = bin_to_folder(args.bin, args.out, progress=not args.no_progress)
     print(f"wrote {args.out}: {pairs} pairs")
     return 0
 
@@ -170,7 +175,7 @@ def _folder_to_bin(args) -> int:
     from facebench.fileio import check_output_file
 
     check_output_file(args.out)
-    pairs = folder_to_bin(args.folder, args.out)
+    pairs = folder_to_bin(args.folder, args.out, progress=not args.no_progress)
     print(f"wrote {args.out}: {pairs} pairs")
     return 0
 
@@ -192,7 +197,9 @@ def _synth(args) -> int:
         image_size=args.image_size,
         seed=args.seed,
     )
-    summary = write_synthetic_dataset(args.out, cfg, workers=args.workers)
+    summary = write_synthetic_dataset(
+        args.out, cfg, workers=args.workers, progress=not args.no_progress
+    )
     test = f", {summary['test_images']} test images" if "test_images" in summary else ""
     bins = ", ".join(f"{name} ({pairs} pairs)" for name, pairs in summary["bins"].items())
     print(

@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     import argparse
 
     from facebench.cli._model_args import add_model_arguments
+    from facebench.cli._options import add_progress_option
 
     p = subparsers.add_parser(
         "embed",
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--no-normalize", action="store_true", help="keep raw embeddings (no L2 normalization)"
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(p)
     p.set_defaults(handler=run)
 
 

@@ -16,6 +16,7 @@ def register(subparsers) -> None:
     import argparse
 
     from facebench.cli._model_args import add_model_arguments
+    from facebench.cli._options import add_progress_option
 
     p = subparsers.add_parser(
         "ijb",
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", default="ijbc", choices=("ijbc", "ijbb"), help="file prefix")
     p.add_argument("--out", required=True, help="output directory for <dataset>.json")
     p.add_argument("--no-1n", action="store_true", help="skip 1:N even when its lists exist")
+    add_progress_option(p)
     p.set_defaults(handler=run)
 
 
@@ -42,7 +44,12 @@ def run(args) -> int:
     check_output_dir(args.out, files=(f"{args.dataset}.json",))
     embedder = embedder_from_args(args)
     r = evaluate_ijb(
-        args.root, embedder, args.dataset, args.batch_size, one_to_n=False if args.no_1n else None
+        args.root,
+        embedder,
+        args.dataset,
+        args.batch_size,
+        one_to_n=False if args.no_1n else None,
+        progress=not args.no_progress,
     )
     r["model"] = args.model
     path = write_json(os.path.join(args.out, f"{args.dataset}.json"), r)

@@ -13,7 +13,7 @@ need training are trained on the first embeddings added."""
 def register(subparsers) -> None:
     import argparse
 
-    from facebench.cli._help import DefaultsHelpFormatter
+    from facebench.cli._options import DefaultsHelpFormatter
 
     p = subparsers.add_parser(
         "index",

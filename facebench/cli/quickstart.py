@@ -15,6 +15,8 @@ with this version); --quick is the smoke-test size CI runs."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli._options import add_progress_option
+
     p = subparsers.add_parser(
         "quickstart",
         help="train four heads on synthetic faces and compare them (the main job)",
@@ -34,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced size for smoke tests and CI")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--recipes", help="recipes folder (default: recipes/ of this checkout)")
+    add_progress_option(p)
     p.set_defaults(handler=run)
 
 
@@ -50,6 +53,7 @@ def run(args) -> int:
         size="quick" if args.quick else "default",
         device=args.device,
         recipes_dir=args.recipes,
+        progress=not args.no_progress,
     )
     print(comparison_table([str(report.parent / "runs" / head) for head in HEADS]))
     print(f"report: {report}")

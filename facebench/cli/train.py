@@ -12,6 +12,8 @@ The run directory gets recipe.yaml, log.jsonl, tb/, checkpoints/, reports/ and m
 
 
 def register(subparsers) -> None:
+    from facebench.cli._options import add_progress_option
+
     parser = subparsers.add_parser(
         "train",
         help="train a model from a recipe",
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
         "--resume", action="store_true", help="continue from the newest checkpoint in --out"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_option(parser)
     parser.set_defaults(handler=run)
 
 

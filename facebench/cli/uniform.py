@@ -12,6 +12,8 @@ beside t*. Writes OUT/uniform.json."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli._options import add_progress_option
+
     p = subparsers.add_parser(
         "uniform",
         help="uniform / sample-wise / class-wise accuracy of a head on a pack",
@@ -28,6 +30,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="add the flipped image's embedding (off: as trained)",
     )
+    add_progress_option(p)
     p.set_defaults(handler=run)
 
 
@@ -39,7 +42,12 @@ def run(args) -> int:
 
     check_output_dir(args.out, files=("uniform.json",))
     r = evaluate_uniform_model(
-        args.model, args.pack, args.device, args.batch_size, flip_sum=args.flip_sum
+        args.model,
+        args.pack,
+        args.device,
+        args.batch_size,
+        flip_sum=args.flip_sum,
+        progress=not args.no_progress,
     )
     path = write_json(os.path.join(args.out, "uniform.json"), r)
     t_star = "none" if r["uniform_threshold"] is None else f"{r['uniform_threshold']:.4f}"

@@ -13,6 +13,7 @@ def register(subparsers) -> None:
     import argparse
 
     from facebench.cli._model_args import add_model_arguments
+    from facebench.cli._options import add_progress_option
 
     p = subparsers.add_parser(
         "verify",
@@ -32,6 +33,7 @@ def register(subparsers) -> None:
         "--target-far", type=float, default=1e-3, help="FAR of the transfer table's threshold"
     )
     p.add_argument("--name", help="model name written into the reports")
+    add_progress_option(p)
     p.set_defaults(handler=run)
 
 
@@ -57,6 +59,7 @@ def run(args) -> int:
             batch_size=args.batch_size,
             target_far=args.target_far,
             model_name=args.name,
+            progress=not args.no_progress,
         )
     for name, r in reports.items():
         print(

@@ -626,12 +626,13 @@ _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _MIN_IMAGES_FOR_POOL = 4000
 
 
-def _render_all(tasks: list[tuple], workers: int, desc: str) -> Iterator[list[bytes]]:
-    """:func:`encode_identity_images` of each task, in order, on up to ``workers`` processes.
+def _render_all(tasks: list[tuple], workers: int, desc: str | None) -> Iterator[list[bytes]]:
+    """:func:`encode_identity_images` of each task, in order, on up to ``workers`` processes,
+    under a progress bar named ``desc`` (None: no bar).
 
     Workers are spawned, not forked: a fork after OpenCV has started its thread pool deadlocks.
     """
-    progress = tqdm(total=len(tasks), desc=desc, unit="id")
+    progress = tqdm(total=len(tasks), desc=desc, unit="id", disable=desc is None)
     images = sum(len(task[3]) for task in tasks)
     if workers <= 1 or images < _MIN_IMAGES_FOR_POOL:
         for task in tasks:
@@ -646,7 +647,7 @@ def _render_all(tasks: list[tuple], workers: int, desc: str) -> Iterator[list[by
     progress.close()
 
 
-def _pack_samples(cfg: SynthConfig, images: range, workers: int, desc: str):
+def _pack_samples(cfg: SynthConfig, images: range, workers: int, desc: str | None):
     """``(label, jpeg)`` for every training identity's images ``images``, label-contiguous."""
     size, diff = cfg.image_size, cfg.difficulty
     tasks = [(cfg.seed, size, label, images, diff) for label in range(cfg.identities)]
@@ -678,14 +679,16 @@ def verification_pairs(
     return out, issame
 
 
-def _write_bin(cfg: SynthConfig, path: str, difficulty: float, stream: int, workers: int) -> None:
+def _write_bin(
+    cfg: SynthConfig, path: str, difficulty: float, stream: int, workers: int, progress: bool
+) -> None:
     """An open-set bin from held-out identities (indices after the training ones)."""
     images = range(stream * 1000, stream * 1000 + cfg.val_images_per_identity)
     tasks = [
         (cfg.seed, cfg.image_size, cfg.identities + j, images, difficulty)
         for j in range(cfg.val_identities)
     ]
-    rendered = list(_render_all(tasks, workers, os.path.basename(path)))
+    rendered = list(_render_all(tasks, workers, os.path.basename(path) if progress else None))
     rng = np.random.default_rng([cfg.seed, _PAIRS, stream])
     pairs, issame = verification_pairs(
         rng, cfg.val_identities, cfg.val_images_per_identity, cfg.pairs
@@ -694,28 +697,32 @@ def _write_bin(cfg: SynthConfig, path: str, difficulty: float, stream: int, work
     write_verification_bin(path, flat, issame)
 
 
-def write_synthetic_dataset(out_dir: str, cfg: SynthConfig, workers: int = 1) -> dict:
+def write_synthetic_dataset(
+    out_dir: str, cfg: SynthConfig, workers: int = 1, progress: bool = True
+) -> dict:
     """Write train pack, test pack (same identities, other images) and open-set bins to out_dir.
 
     Files: ``train.rec/.idx``, ``property``, ``test.rec/.idx``, ``synth_val.bin``,
     ``synth_hard.bin`` and ``synth.json`` (the config and counts). Returns that summary.
     ``out_dir`` must not exist: it is written under a temporary name and renamed when complete.
-    Output is byte-identical for a config, whatever ``workers`` is.
+    Output is byte-identical for a config, whatever ``workers`` is. ``progress``: draw bars.
     """
     cfg.check()
     size = (cfg.image_size, cfg.image_size)
     n = cfg.images_per_identity
     with atomic_dir(out_dir) as tmp:
-        train = write_face_pack(tmp, _pack_samples(cfg, range(n), workers, "train"), size)
+        train = write_face_pack(
+            tmp, _pack_samples(cfg, range(n), workers, "train" if progress else None), size
+        )
         summary = {"config": asdict(cfg), "train_images": train[0], "classes": train[1]}
         if cfg.test_images_per_identity:
             images = range(n, n + cfg.test_images_per_identity)
-            samples = _pack_samples(cfg, images, workers, "test")
+            samples = _pack_samples(cfg, images, workers, "test" if progress else None)
             test = write_face_pack(tmp, samples, size, name="test", property_file=False)
             summary["test_images"] = test[0]
         bins = {"synth_val.bin": (cfg.difficulty, 1), "synth_hard.bin": (cfg.hard_difficulty, 2)}
         for name, (difficulty, stream) in bins.items():
-            _write_bin(cfg, os.path.join(tmp, name), difficulty, stream, workers)
+            _write_bin(cfg, os.path.join(tmp, name), difficulty, stream, workers, progress)
         summary["bins"] = {name: cfg.pairs for name in bins}
         write_text(os.path.join(tmp, SUMMARY_FILE), json.dumps(summary, indent=2))
     log.debug("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])

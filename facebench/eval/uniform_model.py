@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from facebench import schema
 from facebench.errors import EvalError, ModelError
 from facebench.eval.uniform import margin_metrics
-
-log = logging.getLogger(__name__)
 
 
 def score_units(head) -> tuple[float, str]:
@@ -89,13 +85,5 @@ def evaluate_uniform_model(
             "score_units": units,
             "flip_sum": flip_sum,
         }
-    )
-    log.info(
-        "%s: sample-wise %.4f, uniform %.4f (t* %s), learned threshold %s",
-        pack_path,
-        report["sample_accuracy"],
-        report["uniform_accuracy"],
-        report["uniform_threshold"],
-        threshold,
     )
     return report

@@ -147,15 +147,6 @@ def verify_bins(
             scored = _scored(emb, pairs.vbin.issame, name, pairs.path, model, source)
         report = scored.report
         write_verification_report(out_dir, report)
-        log.info(
-            "%s: 10-fold %.4f +- %.4f, global %.4f at cos %.3f, EER %.4f",
-            name,
-            report["accuracy_10fold_mean"],
-            report["accuracy_10fold_std"],
-            report["global_accuracy"],
-            report["global_threshold"],
-            report["eer"],
-        )
         reports[name] = report
         scores[name] = (scored.cos, scored.issame)
     table = transfer_table(scores, target_far)

@@ -121,3 +121,19 @@ def test_data_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for name in ("info", "from-folder", "to-folder", "bin-to-folder", "folder-to-bin", "synth"):
         assert name in out
+
+
+def test_no_progress_hides_the_bars(synth, tmp_path, capsys):
+    bin_path = str(synth / "synth_val.bin")
+    capsys.readouterr()
+    assert main(["data", "bin-to-folder", bin_path, "--out", str(tmp_path / "a")]) == 0
+    assert "%|" in capsys.readouterr().err  # a bar by default
+    argv = ["data", "bin-to-folder", bin_path, "--out", str(tmp_path / "b"), "--no-progress"]
+    assert main(argv) == 0
+    assert "%|" not in capsys.readouterr().err
+    argv = ["data", "synth", "--out", str(tmp_path / "s"), "--identities", "2",
+            "--images-per-identity", "2", "--test-images-per-identity", "0",
+            "--val-identities", "2", "--val-images-per-identity", "2", "--pairs", "20",
+            "--image-size", "32", "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""

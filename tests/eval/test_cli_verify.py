@@ -41,13 +41,18 @@ def model_path(tmp_path_factory):
     return str(path)
 
 
-def test_model_and_embeddings_routes_agree(tmp_path, model_path, capsys):
+def test_model_and_embeddings_routes_agree(tmp_path, model_path, capsys, caplog):
     images, _ = make_bin(tmp_path / "a.bin", 40, seed=1)
     make_bin(tmp_path / "b.bin", 30, seed=2)
     out = tmp_path / "out"
-    argv = ["verify", "--model", model_path, "--bin", str(tmp_path / "a.bin")]
-    assert main([*argv, "--bin", str(tmp_path / "b.bin"), "--out", str(out)]) == 0
-    assert "a: 10-fold" in capsys.readouterr().out
+    argv = ["verify", "--model", model_path, "--bin", str(tmp_path / "a.bin"), "--no-progress"]
+    with caplog.at_level("INFO"):
+        assert main([*argv, "--bin", str(tmp_path / "b.bin"), "--out", str(out)]) == 0
+    text, err = capsys.readouterr()
+    # one summary line per bin, in percent, printed once (not also logged), and no bar
+    lines = text.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["a", "b", f"reports in {out}"]
+    assert not [m for m in caplog.messages if "10-fold" in m] and "%|" not in err
     report = json.loads((out / "a.json").read_text())
     for field in ("accuracy_10fold_mean", "val_at_far_1e-3", "global_threshold", "tar_at_far"):
         assert field in report

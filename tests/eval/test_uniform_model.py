@@ -1,6 +1,7 @@
 """`facebench uniform` on a tiny model with a stored head and a tiny pack."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -51,7 +52,7 @@ def pack(tmp_path_factory):
 
 
 @pytest.mark.parametrize("head_name", ["bce_u", "normsoftmax"])
-def test_uniform_cli_matches_direct_computation(tmp_path, pack, head_name, capsys):
+def test_uniform_cli_matches_direct_computation(tmp_path, pack, head_name, capsys, caplog):
     path, images, labels = pack
     head = save_model(tmp_path / "model.pt", head_name)
     assert (
@@ -64,11 +65,18 @@ def test_uniform_cli_matches_direct_computation(tmp_path, pack, head_name, capsy
                 path,
                 "--out",
                 str(tmp_path / "u"),
+                "--no-progress",
             ]
         )
         == 0
     )
-    assert "uniform" in capsys.readouterr().out
+    text, err = capsys.readouterr()
+    summary = text.splitlines()[0]  # one line, rounded like verify's: percent, t* to 4 places
+    assert re.fullmatch(
+        r"sample-wise \d+\.\d\d  uniform \d+\.\d\d \(t\* (-?\d+\.\d{4}|none)\)  class-wise .*",
+        summary,
+    ), summary
+    assert not [m for m in caplog.messages if "sample-wise" in m] and "%|" not in err
     report = json.loads((tmp_path / "u" / "uniform.json").read_text())
     emb = embed_images(
         load_embedder(str(tmp_path / "model.pt")),

@@ -1,4 +1,4 @@
-"""Help formatting shared by the subcommands."""
+"""Options and help formatting shared by the subcommands."""
 
 from __future__ import annotations
 
@@ -12,3 +12,8 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.required or "%(default)" in (action.help or ""):
             return action.help or ""
         return super()._get_help_string(action)
+
+
+def add_progress_option(parser) -> None:
+    """``--no-progress``, for commands that draw progress bars."""
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
