@@ -12,12 +12,11 @@ Definitions (NIST FRVT 1:N, the ones IJB-B/C and MegaFace results use):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from facebench import schema
 from facebench.errors import EvalError
+from facebench.eval.verification import rates_at_targets
 
 TARGET_FPIRS = (1e-3, 1e-2, 1e-1)
 CMC_RANKS = (1, 5, 10)
@@ -27,20 +26,8 @@ def rates_at_fpir(mated_hits: np.ndarray, nonmated_top1: np.ndarray, fpirs=TARGE
     """``{key: {"tpir", "fpir", "threshold"}}`` for each FPIR target that the non-mated count
     allows (n * FPIR >= 1). ``mated_hits``: the top-1 cosine of each mated probe when that entry
     is its own identity, -inf otherwise."""
-    non = np.sort(np.asarray(nonmated_top1, np.float64))
-    hits = np.asarray(mated_hits, np.float64)
-    out = {}
-    for fpir in fpirs:
-        k = math.floor(fpir * non.size + 1e-9)
-        if k < 1:
-            continue
-        tau = non[non.size - 1 - k]
-        out[schema.rate_key(fpir)] = {
-            "tpir": float(np.mean(hits > tau)),
-            "fpir": float(np.mean(non > tau)),
-            "threshold": float(tau),
-        }
-    return out
+    rates = rates_at_targets(mated_hits, nonmated_top1, fpirs)
+    return {k: {"tpir": t, "fpir": f, "threshold": tau} for k, (t, f, tau) in rates.items()}
 
 
 def distinct_ranks(found_ids: np.ndarray, probe_ids: np.ndarray) -> np.ndarray:

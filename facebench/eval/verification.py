@@ -230,25 +230,32 @@ def apply_threshold(cos: np.ndarray, issame: np.ndarray, tau: float) -> dict:
     }
 
 
-def tar_at_far(cos: np.ndarray, issame: np.ndarray, fars=TARGET_FARS) -> dict:
-    """TAR at each FAR target whose impostor count allows it (n_impostor * FAR >= 1).
-
-    The threshold is the lowest with FAR <= target: k = floor(target * n_impostor) impostors may
-    pass, so tau is the (k+1)-th highest impostor score ("same" iff cos > tau). Returns
-    ``{key: {"tar", "far", "threshold"}}`` keyed by :func:`facebench.schema.rate_key`."""
-    gen, imp = _split_sorted(cos, issame)
+def rates_at_targets(positive, negative, targets) -> dict[str, tuple[float, float, float]]:
+    """For each target rate r that the negative count allows (n_negative * r >= 1): the lowest
+    threshold letting at most r of the negatives pass. k = floor(r * n_negative) may pass, so tau
+    is the (k+1)-th highest negative score ("accept" iff score > tau). Returns
+    ``{rate key: (positive pass rate, negative pass rate, tau)}``."""
+    pos = np.asarray(positive, np.float64)
+    neg = np.sort(np.asarray(negative, np.float64))
     out = {}
-    for far in fars:
-        k = math.floor(far * imp.size + 1e-9)
+    for rate in targets:
+        k = math.floor(rate * neg.size + 1e-9)
         if k < 1:
             continue
-        tau = imp[imp.size - 1 - k]
-        out[schema.rate_key(far)] = {
-            "tar": float(np.count_nonzero(gen > tau) / gen.size),
-            "far": float(np.count_nonzero(imp > tau) / imp.size),
-            "threshold": float(tau),
-        }
+        tau = neg[neg.size - 1 - k]
+        out[schema.rate_key(rate)] = (
+            float(np.count_nonzero(pos > tau) / pos.size),
+            float(np.count_nonzero(neg > tau) / neg.size),
+            float(tau),
+        )
     return out
+
+
+def tar_at_far(cos: np.ndarray, issame: np.ndarray, fars=TARGET_FARS) -> dict:
+    """TAR at each FAR target whose impostor count allows it, at the lowest threshold with
+    FAR <= target (:func:`rates_at_targets`). Returns ``{key: {"tar", "far", "threshold"}}``."""
+    rates = rates_at_targets(cos[issame], cos[~issame], fars)
+    return {k: {"tar": t, "far": f, "threshold": tau} for k, (t, f, tau) in rates.items()}
 
 
 def roc_points(cos: np.ndarray, issame: np.ndarray, n_points: int = ROC_POINTS) -> dict:

@@ -1,8 +1,9 @@
 """Verification bins end to end: embed (or load embeddings), score, write one JSON per bin.
 
-:func:`verification_report` is THE way from a model and a pair source to a verification report;
-`facebench verify`, the training hook and the studies all call it (or :func:`verify_bins`,
-which adds the JSON files and the transfer table).
+:func:`verification_report` is THE way from a model and a pair source to a verification report
+(:func:`embed_pairs`, then :func:`score_pairs`); the training hook and the study call it, and
+:func:`verify_bins` (`facebench verify`, the hook's final reports) runs the same two steps per
+bin and adds the JSON files and the transfer table.
 """
 
 from __future__ import annotations
@@ -54,32 +55,22 @@ class ScoredPairs:
     issame: np.ndarray
 
 
-def _scored(embeddings, issame, name: str, bin_path: str, model: str, source: str) -> ScoredPairs:
-    unit = check_pairs(embeddings, issame, source)
-    dist, cos = pair_scores(unit)
-    report = {"name": name, "bin": bin_path, "model": model}
-    report.update(score_report(dist, cos, issame, source))
-    return ScoredPairs(report, cos, np.asarray(issame, dtype=bool))
-
-
-def score_pairs(
-    embedder,
-    pairs,
-    *,
-    name: str | None = None,
-    model: str | None = None,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> ScoredPairs:
-    """Embed the images of ``pairs`` (a bin path or BinSource) with flip-sum and score them."""
+def embed_pairs(embedder, pairs, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Flip-sum embeddings of the 2P images of a BinSource, in bin order."""
     from facebench.embed import embed_images
 
-    pairs = pair_source(pairs)
-    name = name or bin_name(pairs.path)
-    log.info("%s: embedding %d images (flip-sum)", name, len(pairs))
-    emb = embed_images(embedder, pairs, batch_size, progress=progress)
-    model = model or model_label(embedder)
-    return _scored(emb, pairs.vbin.issame, name, pairs.path, model, pairs.path)
+    log.info("%s: embedding %d images (flip-sum)", pairs.path, len(pairs))
+    return embed_images(embedder, pairs, batch_size, progress=progress)
+
+
+def score_pairs(embeddings, pairs, name: str, model: str, source: str) -> ScoredPairs:
+    """The report of ``(2P, d)`` embeddings of a BinSource's images: name, bin, model, scores."""
+    issame = pairs.vbin.issame
+    unit = check_pairs(embeddings, issame, source)
+    dist, cos = pair_scores(unit)
+    report = {"name": name, "bin": pairs.path, "model": model}
+    report.update(score_report(dist, cos, issame, source))
+    return ScoredPairs(report, cos, np.asarray(issame, dtype=bool))
 
 
 def verification_report(
@@ -94,10 +85,10 @@ def verification_report(
     """The verification report of ``embedder`` on a pair source (a bin path or BinSource):
     ``name`` (default: the bin's), ``bin``, ``model`` (default :func:`model_label`) and every
     field of :func:`facebench.eval.verification.score_report`."""
-    scored = score_pairs(
-        embedder, pairs, name=name, model=model, batch_size=batch_size, progress=progress
-    )
-    return scored.report
+    pairs = pair_source(pairs)
+    emb = embed_pairs(embedder, pairs, batch_size, progress)
+    model = model or model_label(embedder)
+    return score_pairs(emb, pairs, name or bin_name(pairs.path), model, pairs.path).report
 
 
 def write_verification_report(out_dir: str | os.PathLike, report: dict) -> str:
@@ -131,20 +122,14 @@ def verify_bins(
         raise EvalError(f"verify: two bins share a name: {names}")
     reports, scores = {}, {}
     for i, (pairs, name) in enumerate(zip(sources, names, strict=True)):
-        if embedder is not None:
-            scored = score_pairs(
-                embedder,
-                pairs,
-                name=name,
-                model=model_name,
-                batch_size=batch_size,
-                progress=progress,
-            )
+        if embedder is not None:  # the steps of verification_report
+            emb = embed_pairs(embedder, pairs, batch_size, progress)
+            model, source = model_name or model_label(embedder), pairs.path
         else:
             emb, _ = load_embeddings(embedding_paths[i])
             model = model_name or embedding_paths[i]
             source = f"{embedding_paths[i]} for {pairs.path}"
-            scored = _scored(emb, pairs.vbin.issame, name, pairs.path, model, source)
+        scored = score_pairs(emb, pairs, name, model, source)
         report = scored.report
         write_verification_report(out_dir, report)
         reports[name] = report
