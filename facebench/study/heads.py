@@ -58,6 +58,8 @@ DEFAULT_HEADS = (
     StudyHead("L_bce-nu", "bce_u_norm", "bce_u", {"normalized": True}),
     StudyHead("CosFace (L_soft-nu, m=0.4)", "cosface", "cosface", {"margin": 0.4}),
     StudyHead("L_bce-nu, m=0.4", "bce_u_margin", "bce_u", {"normalized": True, "margin": 0.4}),
+    # the other unified-bias binary loss, at its paper's defaults (r tuned like γ, m 0.4, λ 0.7)
+    StudyHead("SphereFace2", "sphereface2", "sphereface2"),
 )
 
 #: The paper's comparisons: (claimed-better head key, the SoftMax-family head it is set against).
@@ -66,6 +68,8 @@ COMPARISONS = (
     ("bce_d", "softmax"),
     ("bce_u_norm", "normsoftmax"),
     ("bce_u_margin", "cosface"),
+    # no claim of the paper: "held" reads "L_bce-nu higher", "reversed" "SphereFace2 higher"
+    ("bce_u_norm", "sphereface2"),
 )
 
 #: The γ sweep of the paper's figure 1: the normalized SoftMax and unified-bias BCE.

@@ -17,7 +17,7 @@ def test_every_head_gets_the_same_tuning_budget_and_gamma_only_where_it_scales()
     for head in DEFAULT_HEADS:
         grid = head.grid()
         assert len(grid) == GRID_SIZE == len({(p["lr"], p["scale"]) for p in grid})
-        scaled = head.key in {"normsoftmax", "bce_u_norm", "cosface", "bce_u_margin"}
+        scaled = head.key in {"normsoftmax", "bce_u_norm", "cosface", "bce_u_margin", "sphereface2"}
         assert all((p["scale"] is not None) == scaled for p in grid)
 
 
