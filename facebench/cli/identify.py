@@ -14,6 +14,8 @@ Writes OUT/identification.json."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli._faiss_args import add_faiss_device_arguments
+
     p = subparsers.add_parser(
         "identify",
         help="1:N identification: CMC and DIR@FPIR with faiss",
@@ -26,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--factory", default="Flat", help="faiss factory string (Flat, IVF1024,Flat)")
     p.add_argument("--search-params", help="faiss search parameters, e.g. nprobe=16")
     p.add_argument("--out", required=True, help="output directory for identification.json")
+    add_faiss_device_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -37,8 +40,10 @@ def run(args) -> int:
     from facebench.embed.io import load_embeddings
     from facebench.eval.identification import identification_metrics
     from facebench.fileio import check_output_dir, write_json
+    from facebench.search.gpu import check_device
     from facebench.search.service import identities_from_sidecar
 
+    check_device(args.device)
     check_output_dir(args.out, files=("identification.json",))
     gallery, g_meta = load_embeddings(args.gallery)
     probes, p_meta = load_embeddings(args.probes)
@@ -53,6 +58,8 @@ def run(args) -> int:
         distractors=distractors,
         factory=args.factory,
         search_params=args.search_params,
+        device=args.device,
+        gpu_shard=args.gpu_shard,
     )
     path = write_json(os.path.join(args.out, "identification.json"), r)
     cmc = "  ".join(f"rank-{k} {100 * v:.2f}" for k, v in r["cmc"].items())

@@ -16,6 +16,8 @@ that FPIR. Results go to a .json or .csv file."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli._faiss_args import add_faiss_device_arguments
+
     p = subparsers.add_parser(
         "search",
         help="probe embeddings vs a gallery -> top-k identities and identity/unknown decisions",
@@ -39,6 +41,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--search-params", help="faiss parameters, e.g. nprobe=32 or efSearch=128")
     p.add_argument("--out", required=True, help="results file (.json or .csv)")
+    add_faiss_device_arguments(p)
     p.set_defaults(handler=run)
 
 
@@ -66,6 +69,8 @@ def run(args) -> int:
         args.sidecar,
         args.search_params,
         per_image=args.per_image,
+        device=args.device,
+        gpu_shard=args.gpu_shard,
     )
     write_search_results(args.out, report)
     print(

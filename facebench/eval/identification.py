@@ -72,11 +72,13 @@ def identification_metrics(
     search_params: str | None = None,
     ranks=CMC_RANKS,
     fpirs=TARGET_FPIRS,
+    device: str = "cpu",
+    gpu_shard: bool = False,
 ) -> dict:
     """CMC, DIR@FPIR and (for approximate indexes) recall@1 against exact search.
 
     Embeddings are normalized by the gallery; ``distractors`` (MegaFace-style) join the gallery
-    as distinct unknown identities."""
+    as distinct unknown identities; ``device`` "cuda" runs faiss on the visible GPUs."""
     from facebench.search import Gallery
 
     gallery_ids, probe_ids = np.asarray(gallery_ids), np.asarray(probe_ids)
@@ -89,6 +91,7 @@ def identification_metrics(
         known = np.concatenate([gallery_ids, probe_ids])
         ids.append(_distractor_ids(known, len(distractors)))
     index = Gallery(dim, factory)
+    index.to_device(device, gpu_shard)
     all_emb = np.concatenate(parts)
     index.add(all_emb, np.concatenate(ids))
     if search_params:

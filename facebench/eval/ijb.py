@@ -10,6 +10,7 @@ each media, sum over media, L2-normalized; score = dot product.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +24,10 @@ from facebench.eval.verification import TARGET_FARS, check_labels, threshold_rep
 log = logging.getLogger(__name__)
 
 GALLERIES = {"ijbc": ("G1", "G2"), "ijbb": ("S1", "S2")}
+#: Lines of a meta file parsed at once, and bytes of gathered template features per side when
+#: scoring pairs: bound the memory beyond the pair table and the scores (IJB-C: 15.7M pairs).
+CHUNK_LINES = 1 << 20
+CHUNK_BYTES = 1 << 27
 
 
 @dataclass
@@ -38,6 +43,12 @@ class IJBMeta:
     labels: np.ndarray  # (P,) bool
 
 
+def _check_width(path: str, fields: list[list[str]], width: int, first: int) -> None:
+    for number, row in enumerate(fields, first):
+        if len(row) != width:
+            raise DataError(f"{path}: line {number} has {len(row)} fields, expected {width}")
+
+
 def _rows(path: str, width: int) -> list[list[str]]:
     """Whitespace-split lines of ``path``, each with ``width`` fields."""
     try:
@@ -45,9 +56,7 @@ def _rows(path: str, width: int) -> list[list[str]]:
             lines = [line.split() for line in f if line.strip()]
     except OSError as exc:
         raise DataError(f"{path}: cannot read IJB meta file ({exc.strerror})") from exc
-    for number, fields in enumerate(lines, 1):
-        if len(fields) != width:
-            raise DataError(f"{path}: line {number} has {len(fields)} fields, expected {width}")
+    _check_width(path, lines, width, 1)
     return lines
 
 
@@ -56,6 +65,22 @@ def _numbers(path: str, rows: list[list[str]], dtype) -> np.ndarray:
         return np.array(rows, dtype=dtype)
     except ValueError as exc:
         raise DataError(f"{path}: a field is not a number ({exc})") from exc
+
+
+def _number_table(path: str, width: int, dtype) -> np.ndarray:
+    """:func:`_rows` parsed as numbers ``(lines, width)``, read ``CHUNK_LINES`` lines at a time
+    (a list of strings per line would take gigabytes at IJB-C's 15.7M pairs)."""
+    blocks, first = [], 1
+    try:
+        with open(path) as f:
+            while lines := [line.split() for line in itertools.islice(f, CHUNK_LINES)]:
+                lines = [row for row in lines if row]
+                _check_width(path, lines, width, first)
+                blocks.append(_numbers(path, lines, dtype).reshape(-1, width))
+                first += len(lines)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read IJB meta file ({exc.strerror})") from exc
+    return np.concatenate(blocks) if blocks else np.zeros((0, width), dtype)
 
 
 def read_ijb_meta(root: str, dataset: str = "ijbc") -> IJBMeta:
@@ -73,7 +98,7 @@ def read_ijb_meta(root: str, dataset: str = "ijbc") -> IJBMeta:
             raise DataError(f"{lmk_path}: line {number} names {b[0]}, {tid_path} names {a[0]}")
     ids = _numbers(tid_path, [r[1:] for r in tid], np.int64)
     points = _numbers(lmk_path, [r[1:] for r in lmk], np.float64)
-    pairs = _numbers(pair_path, _rows(pair_path, 3), np.int64)
+    pairs = _number_table(pair_path, 3, np.int64)
     if not np.isin(pairs[:, 2], (0, 1)).all():
         raise DataError(f"{pair_path}: labels must be 0 or 1")
     return IJBMeta(
@@ -182,6 +207,19 @@ def tar_at_nearest_far(scores: np.ndarray, labels: np.ndarray, fars=TARGET_FARS)
     return out
 
 
+def pair_scores(ids: np.ndarray, feats: np.ndarray, pairs: np.ndarray, source: str) -> np.ndarray:
+    """Dot product of the unit template features of each pair ``(P, 2)``, gathered
+    ``CHUNK_BYTES`` per side at a time: memory beyond the ``(P,)`` scores does not grow with P."""
+    scores = np.empty(len(pairs), dtype=np.float64)
+    step = max(1, CHUNK_BYTES // (feats.itemsize * feats.shape[1]))
+    for start in range(0, len(pairs), step):
+        chunk = pairs[start : start + step]
+        a = feats[_rows_of(ids, chunk[:, 0], source)]
+        b = feats[_rows_of(ids, chunk[:, 1], source)]
+        scores[start : start + len(chunk)] = np.einsum("ij,ij->i", a, b)
+    return scores
+
+
 def _strictly_below(values: np.ndarray, at_least: float) -> float:
     """A tau with ``score > tau`` iff ``score >= at_least`` for the sorted distinct ``values``:
     the midpoint to the next lower score (1 below the lowest; the top score for sklearn's inf)."""
@@ -197,9 +235,7 @@ def verify_1to1(ids: np.ndarray, feats: np.ndarray, meta: IJBMeta, source: str) 
     """1:1 template report: the pair-report fields of :mod:`facebench.schema` (``tar_at_far``
     with FAR <= target, its thresholds and FARs) plus the IJB convention's nearest-FPR figures
     (``tar_at_nearest_far`` with their thresholds and FPRs)."""
-    a = feats[_rows_of(ids, meta.pairs[:, 0], source)]
-    b = feats[_rows_of(ids, meta.pairs[:, 1], source)]
-    cos = np.einsum("ij,ij->i", a, b)
+    cos = pair_scores(ids, feats, meta.pairs, source)
     report = threshold_report(cos, check_labels(meta.labels, source))
     nearest = tar_at_nearest_far(cos, meta.labels)
     report[schema.TAR_AT_NEAREST_FAR] = {k: v["tar"] for k, v in nearest.items()}

@@ -6,22 +6,27 @@ import csv
 import logging
 import math
 import os
+from contextlib import nullcontext
 
 import numpy as np
 
 from facebench import schema
-from facebench.embed.io import load_embeddings
+from facebench.embed.io import load_embeddings, sidecar_path
 from facebench.errors import ConfigError, DataError
-from facebench.fileio import atomic_file, exclusive, read_json, write_json
-from facebench.search.gallery import UNKNOWN, Gallery, decide
+from facebench.fileio import atomic_file, atomic_path, exclusive, read_json, staged, write_json
+from facebench.search.gallery import UNKNOWN, Gallery, as_identities, decide, lists_path_of
+from facebench.search.gpu import check_device
+from facebench.search.shards import Shard, open_shards, sample_rows
 
 log = logging.getLogger(__name__)
 
 
-def _check_dim(gallery: Gallery, emb: np.ndarray, emb_path: str, index_path: str) -> None:
-    if emb.shape[1] != gallery.dim:
+def _check_dim(gallery: Gallery, emb, emb_path: str, index_path: str) -> None:
+    """``emb``: an array or a :class:`Shard` (anything with ``dim`` or ``shape``)."""
+    dim = emb.dim if isinstance(emb, Shard) else emb.shape[1]
+    if dim != gallery.dim:
         raise DataError(
-            f"{emb_path}: {emb.shape[1]}-d embeddings, the gallery {index_path} holds "
+            f"{emb_path}: {dim}-d embeddings, the gallery {index_path} holds "
             f"{gallery.dim}-d ones (same model?)"
         )
 
@@ -37,25 +42,81 @@ def identities_from_sidecar(meta: dict | None, path: str) -> list:
     )
 
 
+def _shard_identities(shards: list[Shard]) -> np.ndarray:
+    """The identities of all shards in order, one kind (integers or strings) throughout."""
+    parts = [as_identities(identities_from_sidecar(s.meta, s.path), s.rows) for s in shards]
+    for shard, part in zip(shards[1:], parts[1:], strict=True):
+        if part.dtype.kind != parts[0].dtype.kind:
+            raise DataError(
+                f"{sidecar_path(shard.path)}: identities are {part.dtype}, those of "
+                f"{shards[0].path} are {parts[0].dtype} (one kind for the whole gallery)"
+            )
+    return np.concatenate(parts)
+
+
+def _stream_into(gallery: Gallery, shards: list[Shard]) -> None:
+    """Add every shard, chunk by chunk, with its identities."""
+    chunks = (chunk for shard in shards for _, chunk in shard.chunks())
+    gallery.add_chunks(chunks, _shard_identities(shards), sum(s.rows for s in shards))
+
+
+def _lists_file(index_path: str, on_disk: bool):
+    """A temporary name that becomes the lists file of ``index_path`` (``.ivfdata`` beside it)
+    when the block succeeds (None when not ``on_disk``); removed on failure."""
+    return atomic_path(lists_path_of(index_path), ".ivfdata") if on_disk else nullcontext()
+
+
 def build_gallery(
-    embeddings_path: str, out_path: str, sidecar: str | None = None, factory: str = "Flat"
+    embeddings_paths: list[str],
+    out_path: str,
+    sidecar: str | None = None,
+    factory: str = "Flat",
+    on_disk: bool = False,
+    train_rows: int | None = None,
+    device: str = "cpu",
+    gpu_shard: bool = False,
 ) -> Gallery:
-    """A new gallery of the embeddings and their sidecar identities, saved to ``out_path``."""
-    emb, meta = load_embeddings(embeddings_path, sidecar)
-    gallery = Gallery(emb.shape[1], factory)
-    gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
-    gallery.save(out_path)
+    """A new gallery of one or more embedding files (shards, streamed, never loaded whole) and
+    their sidecar identities, saved to ``out_path``. Indexes that need training train on
+    ``train_rows`` rows sampled over all shards (default :meth:`Gallery.training_rows`);
+    ``on_disk`` keeps an IVF index's inverted lists in ``out_path + ".ivfdata"``; ``device``
+    "cuda" trains and adds on the visible GPUs (see :meth:`Gallery.to_device`)."""
+    check_device(device)
+    if on_disk and device != "cpu":
+        raise ConfigError("--on-disk builds on the CPU (GPU indexes hold their lists on the GPU)")
+    shards = open_shards(list(embeddings_paths), sidecar)
+    _shard_identities(shards)  # checked before any work
+    gallery = Gallery(shards[0].dim, factory)
+    total = sum(s.rows for s in shards)
+    if train_rows is not None and train_rows < 1:
+        raise ConfigError(f"--train-rows must be at least 1, got {train_rows}")
+    train_rows = train_rows or gallery.training_rows(total)
+    gallery.to_device(device, gpu_shard)
+    with staged(), _lists_file(out_path, on_disk) as lists:
+        if lists is not None:
+            gallery.store_lists_on_disk(lists)
+        if not gallery.index.is_trained:
+            gallery.train(sample_rows(shards, train_rows))
+        _stream_into(gallery, shards)
+        gallery.save(out_path)
     return gallery
 
 
-def add_to_gallery(index_path: str, embeddings_path: str, sidecar: str | None = None) -> Gallery:
-    """Append embeddings (with sidecar identities) to a saved gallery, in place (atomically);
-    concurrent adds to one gallery wait for each other, so none is lost."""
-    emb, meta = load_embeddings(embeddings_path, sidecar)
+def add_to_gallery(
+    index_path: str, embeddings_paths: list[str], sidecar: str | None = None
+) -> Gallery:
+    """Append embedding files (streamed, with sidecar identities) to a saved gallery, in place
+    and atomically (an on-disk gallery's lists are extended in a copy, both files renamed at the
+    end); concurrent adds to one gallery wait for each other, so none is lost."""
+    shards = open_shards(list(embeddings_paths), sidecar)
     with exclusive(index_path, wait=True, what="gallery index"):
         gallery = Gallery.load(index_path)
-        _check_dim(gallery, emb, embeddings_path, index_path)
-        gallery.add(emb, identities_from_sidecar(meta, embeddings_path))
+        for shard in shards:
+            _check_dim(gallery, shard, shard.path, index_path)
+        with staged(), _lists_file(index_path, gallery.lists_path is not None) as lists:
+            if lists is not None:
+                gallery.move_lists(lists)
+            _stream_into(gallery, shards)
         gallery.save(index_path)
     return gallery
 
@@ -121,12 +182,17 @@ def search_probes(
     sidecar: str | None = None,
     search_params: str | None = None,
     per_image: bool = False,
+    device: str = "cpu",
+    gpu_shard: bool = False,
 ) -> dict:
     """The top-k identities (best cosine of each; ``per_image``: the top-k gallery images, an
-    identity may repeat) and a decision (identity or "unknown") for every probe."""
+    identity may repeat) and a decision (identity or "unknown") for every probe; ``device``
+    "cuda" searches on the visible GPUs."""
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    check_device(device)
     gallery = Gallery.load(index_path)
+    gallery.to_device(device, gpu_shard)
     if search_params:
         gallery.set_search_params(search_params)
     probes, meta = load_embeddings(probes_path, sidecar)

@@ -248,3 +248,28 @@ def test_cli_with_a_tiny_model(ijb_root, tmp_path, capsys):
     assert "ijbc 1:N G1: rank-1" in capsys.readouterr().out
     report = json.loads((tmp_path / "ijbc.json").read_text())
     assert report["kind"] == "ijb" and "1e-01" in report["tar_at_nearest_far"]
+
+
+def test_chunked_scoring_equals_all_at_once(monkeypatch):
+    rng = np.random.default_rng(3)
+    ids = np.arange(5, 45)
+    feats = rng.normal(size=(40, 8))
+    pairs = rng.choice(ids, size=(1001, 2))
+    whole = np.einsum("ij,ij->i", feats[pairs[:, 0] - 5], feats[pairs[:, 1] - 5])
+    monkeypatch.setattr(ijb, "CHUNK_BYTES", 64 * 8 * 8)
+    assert np.array_equal(ijb.pair_scores(ids, feats, pairs, "<pairs>"), whole)
+    pairs[700, 1] = 999
+    with pytest.raises(DataError, match="template 999 has no images"):
+        ijb.pair_scores(ids, feats, pairs, "<pairs>")
+
+
+def test_pair_table_read_in_chunks(tmp_path, monkeypatch):
+    path = tmp_path / "pairs.txt"
+    rows = np.random.default_rng(4).integers(0, 10**6, size=(50, 3))
+    path.write_text("\n".join(" ".join(map(str, r)) for r in rows) + "\n\n")
+    monkeypatch.setattr(ijb, "CHUNK_LINES", 7)
+    assert np.array_equal(ijb._number_table(str(path), 3, np.int64), rows)
+    with open(path, "a") as f:
+        f.write("1 2\n")
+    with pytest.raises(DataError, match="line 51 has 2 fields"):
+        ijb._number_table(str(path), 3, np.int64)
