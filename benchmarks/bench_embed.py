@@ -67,10 +67,10 @@ def calibrate_batchnorm(module: torch.nn.Module, batch: np.ndarray) -> None:
     module.eval()
 
 
-def bench_models(batch_size: int, repeats: int, device: str) -> list[dict]:
+def bench_models(batch_size: int, repeats: int, device: str, models=MODELS) -> list[dict]:
     rows = []
     batch = face_batch(batch_size)
-    for name in MODELS:
+    for name in models:
         torch.manual_seed(0)
         module = build_backbone(name, 512)
         calibrate_batchnorm(module, batch)
@@ -118,15 +118,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--device", default="cpu", help="torch device for the PyTorch runs")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="backbones to time")
+    parser.add_argument("--batch", type=int, help="faces per forward (default 32, 8 --quick)")
+    parser.add_argument("--gallery", type=int, help="faiss gallery rows (default 1M, 100K --quick)")
+    parser.add_argument("--faiss-device", default="cpu", help="faiss on cpu or cuda (GPU build)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     batch, repeats = (8, 2) if args.quick else (32, 3)
+    batch = args.batch or batch
     n, probes, nlist = (100_000, 200, 256) if args.quick else (1_000_000, 1000, 1024)
+    n = args.gallery or n
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     size, reps = (1024, 2) if args.quick else (2048, 5)
     before = measure_peaks(size, reps, args.device)
     print(f"batch {batch}, forward passes (a flip-summed face costs two)")
-    model_rows = bench_models(batch, repeats, args.device)
+    model_rows = bench_models(batch, repeats, args.device, args.models)
     after = measure_peaks(size, reps, args.device)
     peaks = {k: max(before[k], after[k]) for k in before}  # a shared machine depresses either
     print(
@@ -135,7 +141,7 @@ def main() -> None:
     )
     add_limits(model_rows, peaks)
     print(f"faiss gallery {n} x 512 (the evaluation benchmark's search rows)")
-    faiss_rows = search_rows(n, 512, probes, nlist=nlist, nprobe=16)
+    faiss_rows = search_rows(n, 512, probes, nlist=nlist, nprobe=16, device=args.faiss_device)
     print_search_rows(faiss_rows)
     print(f"load average after {os.getloadavg()[0]:.2f}")
     if args.json:

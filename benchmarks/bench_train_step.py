@@ -25,7 +25,7 @@ from facebench.models import build_backbone
 from facebench.models.flops import backbone_macs
 
 MODELS = ("iresnet50", "iresnet18", "mobilefacenet")
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = ("float32", "bfloat16", "float16")
 NUM_CLASSES = 1000
 
 
@@ -53,18 +53,21 @@ def train_step_seconds(
         images = images.contiguous(memory_format=torch.channels_last)
     device_type = torch.device(device).type
     autocast = (
-        torch.autocast(device_type, dtype=torch.bfloat16)
-        if precision == "bfloat16"
-        else contextlib.nullcontext()
+        contextlib.nullcontext()
+        if precision == "float32"
+        else torch.autocast(device_type, dtype=getattr(torch, precision))
     )
+    # float16 AMP as in training: the loss scaled, the step skipped on overflow
+    scaler = torch.amp.GradScaler(device_type, enabled=precision == "float16")
     times = []
     for step in range(warmup + steps):
         start = now()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = nn.functional.cross_entropy(head(backbone(images)), labels)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if device_type == "cuda":
             torch.cuda.synchronize()
         if step >= warmup:
@@ -81,9 +84,9 @@ def main() -> None:
     parser.add_argument(
         "--precisions",
         nargs="+",
-        default=list(PRECISIONS),
+        default=["float32", "bfloat16"],
         choices=PRECISIONS,
-        help="float32 and/or bfloat16 (autocast)",
+        help="float32, bfloat16 (autocast) and/or float16 (autocast + loss scaling)",
     )
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -104,7 +107,11 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     peaks = measure_peaks(
-        1024 if args.quick else 2048, 2 if args.quick else 5, args.device, args.clock
+        1024 if args.quick else 2048,
+        2 if args.quick else 5,
+        args.device,
+        args.clock,
+        tuple(args.precisions),
     )
     print(
         f"threads {torch.get_num_threads()}, batch {args.batch}, channels_last "

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: Wall-clock time, or this process's CPU time (steadier on a loaded machine with one thread).
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -53,13 +53,14 @@ def matmul_peak(
 
 
 def measure_peaks(
-    size: int = 2048, repeats: int = 5, device: str = "cpu", clock: str = "wall"
+    size: int = 2048,
+    repeats: int = 5,
+    device: str = "cpu",
+    clock: str = "wall",
+    dtypes: tuple[str, ...] = ("float32", "bfloat16"),
 ) -> dict[str, float]:
-    """Peak FLOP/s for float32 and bfloat16 matmuls: ``{"float32": ..., "bfloat16": ...}``."""
-    return {
-        name: matmul_peak(dtype, size, repeats, device, clock=clock)
-        for name, dtype in DTYPES.items()
-    }
+    """Peak FLOP/s of matmuls per dtype name: ``{"float32": ..., "bfloat16": ...}``."""
+    return {name: matmul_peak(DTYPES[name], size, repeats, device, clock=clock) for name in dtypes}
 
 
 def _sync(device: str) -> None:
