@@ -44,7 +44,7 @@ def identities_from_sidecar(meta: dict | None, path: str) -> list:
 
 def _shard_identities(shards: list[Shard]) -> np.ndarray:
     """The identities of all shards in order, one kind (integers or strings) throughout."""
-    parts = [as_identities(identities_from_sidecar(s.meta, s.path), s.rows) for s in shards]
+    parts = [as_identities(identities_from_sidecar(s.meta(), s.path), s.rows) for s in shards]
     for shard, part in zip(shards[1:], parts[1:], strict=True):
         if part.dtype.kind != parts[0].dtype.kind:
             raise DataError(
@@ -54,10 +54,10 @@ def _shard_identities(shards: list[Shard]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _stream_into(gallery: Gallery, shards: list[Shard]) -> None:
+def _stream_into(gallery: Gallery, shards: list[Shard], identities: np.ndarray) -> None:
     """Add every shard, chunk by chunk, with its identities."""
     chunks = (chunk for shard in shards for _, chunk in shard.chunks())
-    gallery.add_chunks(chunks, _shard_identities(shards), sum(s.rows for s in shards))
+    gallery.add_chunks(chunks, identities, sum(s.rows for s in shards))
 
 
 def _lists_file(index_path: str, on_disk: bool):
@@ -85,7 +85,7 @@ def build_gallery(
     if on_disk and device != "cpu":
         raise ConfigError("--on-disk builds on the CPU (GPU indexes hold their lists on the GPU)")
     shards = open_shards(list(embeddings_paths), sidecar)
-    _shard_identities(shards)  # checked before any work
+    identities = _shard_identities(shards)  # checked before any work
     gallery = Gallery(shards[0].dim, factory)
     total = sum(s.rows for s in shards)
     if train_rows is not None and train_rows < 1:
@@ -97,7 +97,7 @@ def build_gallery(
             gallery.store_lists_on_disk(lists)
         if not gallery.index.is_trained:
             gallery.train(sample_rows(shards, train_rows))
-        _stream_into(gallery, shards)
+        _stream_into(gallery, shards, identities)
         gallery.save(out_path)
     return gallery
 
@@ -113,11 +113,12 @@ def add_to_gallery(
         gallery = Gallery.load(index_path)
         for shard in shards:
             _check_dim(gallery, shard, shard.path, index_path)
+        identities = _shard_identities(shards)
         with staged(), _lists_file(index_path, gallery.lists_path is not None) as lists:
             if lists is not None:
                 gallery.move_lists(lists)
-            _stream_into(gallery, shards)
-        gallery.save(index_path)
+            _stream_into(gallery, shards, identities)
+            gallery.save(index_path)
     return gallery
 
 

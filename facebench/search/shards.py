@@ -26,7 +26,11 @@ class Shard:
     dim: int
     dtype: np.dtype
     offset: int  # bytes before the first row
-    meta: dict | None
+    sidecar: str | None  # its sidecar JSON, if any (read on demand: 1M identities are large)
+
+    def meta(self) -> dict | None:
+        """The sidecar's contents (None without one)."""
+        return None if self.sidecar is None else read_json(self.sidecar)
 
     def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float32 copy of the next ``rows`` rows), mapping one chunk at a time."""
@@ -74,7 +78,8 @@ def open_shards(paths: list[str], sidecar: str | None = None) -> list[Shard]:
         meta = read_json(side) if sidecar or os.path.exists(side) else None
         if meta is not None and meta.get("count", rows) != rows:
             raise DataError(f"{side}: sidecar describes {meta['count']} rows, {path} has {rows}")
-        shards.append(Shard(str(path), int(rows), int(dim), dtype, offset, meta))
+        side = side if meta is not None else None
+        shards.append(Shard(str(path), int(rows), int(dim), dtype, offset, side))
     return shards
 
 
