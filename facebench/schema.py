@@ -26,8 +26,10 @@ TRANSFER = "transfer"
 UNIFORM = "uniform"
 IDENTIFICATION = "identification"
 SEARCH = "search"
+#: A run's epoch-mean training losses and its plateau verdict (facebench.train.convergence).
+TRAINING = "training"
 #: Every kind of report facebench writes.
-KINDS = (VERIFICATION, IJB, TRANSFER, UNIFORM, IDENTIFICATION, SEARCH)
+KINDS = (VERIFICATION, IJB, TRANSFER, UNIFORM, IDENTIFICATION, SEARCH, TRAINING)
 #: Kinds scored on pairs (1:1): they carry the pair-report fields of the module docstring.
 PAIR_KINDS = (VERIFICATION, IJB)
 

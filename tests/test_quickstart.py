@@ -99,3 +99,28 @@ def test_quick_run_prints_the_table_of_its_reports(tmp_path, capsys):
         assert rows["rank-1 (closed set)"][i] == f"{100 * ident['cmc']['1']:.2f}"
     # only bce_u learns one threshold (SoftMax's per-class biases are not one)
     assert rows["learned threshold"][0] != "–" and rows["learned threshold"][1:] == ["–"] * 3
+
+
+@pytest.mark.parametrize(
+    "heads, message",
+    [
+        (["bce_u", "nosuchhead"], "unknown head 'nosuchhead'; registered heads: "),
+        (["cosface", "cosface"], "a head is named twice"),
+        (["normsoftmax"], "normsoftmax.yaml: quickstart recipe missing"),
+    ],
+)
+def test_heads_are_checked_before_any_work(tmp_path, capsys, heads, message):
+    out, data = tmp_path / "out", tmp_path / "data"
+    assert (
+        main(["quickstart", "--quick", "--out", str(out), "--data", str(data), "--heads", *heads])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        quickstart.run_quickstart(tmp_path / "out", tmp_path / "data", "quick", workers=0)
+    assert list(tmp_path.iterdir()) == []

@@ -37,6 +37,19 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--recipes", help="recipes folder (default: recipes/ of this checkout)")
     add_progress_option(p)
+    p.add_argument(
+        "--heads",
+        nargs="+",
+        metavar="HEAD",
+        help="registered heads to compare, each with a recipes/synth/HEAD.yaml "
+        "(default: bce_u arcface cosface softmax)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="heads trained at once, each on one thread; the results do not depend on it "
+        "(default: one per CPU core, at most 2; 1 on a GPU)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -47,6 +60,7 @@ def run(args) -> int:
     from facebench.report import comparison_table
 
     out = args.out or time.strftime("facebench-quickstart-%Y%m%d-%H%M%S")
+    heads = tuple(args.heads or HEADS)
     report = run_quickstart(
         out,
         args.data,
@@ -54,7 +68,9 @@ def run(args) -> int:
         device=args.device,
         recipes_dir=args.recipes,
         progress=not args.no_progress,
+        heads=heads,
+        workers=args.workers,
     )
-    print(comparison_table([str(report.parent / "runs" / head) for head in HEADS]))
+    print(comparison_table([str(report.parent / "runs" / head) for head in heads]))
     print(f"report: {report}")
     return 0

@@ -611,9 +611,10 @@ def _encode_task(task: tuple) -> list[bytes]:
     return encode_identity_images(*task)
 
 
-def _worker_init(parent: int) -> None:
-    """One OpenCV thread; on Linux the kernel kills the worker when its parent dies (a killed
-    ``data synth`` leaves no workers behind)."""
+def worker_init(parent: int) -> None:
+    """Initializer of a spawned worker of process ``parent``: one OpenCV thread; on Linux the
+    kernel kills the worker when its parent dies (a killed ``data synth`` or ``quickstart``
+    leaves no workers behind)."""
     cv2.setNumThreads(1)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -640,7 +641,7 @@ def _render_all(tasks: list[tuple], workers: int, desc: str | None) -> Iterator[
             progress.update()
     else:
         context = mp.get_context("spawn")
-        with context.Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+        with context.Pool(workers, initializer=worker_init, initargs=(os.getpid(),)) as pool:
             for result in pool.imap(_encode_task, tasks, chunksize=4):
                 yield result
                 progress.update()
@@ -679,14 +680,24 @@ def verification_pairs(
     return out, issame
 
 
-def _write_bin(
-    cfg: SynthConfig, path: str, difficulty: float, stream: int, workers: int, progress: bool
+def write_open_set_bin(
+    cfg: SynthConfig,
+    path: str,
+    difficulty: float,
+    stream: int,
+    workers: int = 1,
+    first_identity: int | None = None,
+    progress: bool = True,
 ) -> None:
-    """An open-set bin from held-out identities (indices after the training ones)."""
+    """An open-set bin of ``cfg.val_identities`` held-out identities from ``first_identity``
+    (default: the ones right after the training identities), images numbered from
+    ``stream * 1000``, pairs drawn from ``(cfg.seed, stream)``."""
+    first = cfg.identities if first_identity is None else first_identity
+    if first < cfg.identities:
+        raise ConfigError(f"synth: open-set identities start at {first}, inside the training set")
     images = range(stream * 1000, stream * 1000 + cfg.val_images_per_identity)
     tasks = [
-        (cfg.seed, cfg.image_size, cfg.identities + j, images, difficulty)
-        for j in range(cfg.val_identities)
+        (cfg.seed, cfg.image_size, first + j, images, difficulty) for j in range(cfg.val_identities)
     ]
     rendered = list(_render_all(tasks, workers, os.path.basename(path) if progress else None))
     rng = np.random.default_rng([cfg.seed, _PAIRS, stream])
@@ -722,7 +733,9 @@ def write_synthetic_dataset(
             summary["test_images"] = test[0]
         bins = {"synth_val.bin": (cfg.difficulty, 1), "synth_hard.bin": (cfg.hard_difficulty, 2)}
         for name, (difficulty, stream) in bins.items():
-            _write_bin(cfg, os.path.join(tmp, name), difficulty, stream, workers, progress)
+            write_open_set_bin(
+                cfg, os.path.join(tmp, name), difficulty, stream, workers, progress=progress
+            )
         summary["bins"] = {name: cfg.pairs for name in bins}
         write_text(os.path.join(tmp, SUMMARY_FILE), json.dumps(summary, indent=2))
     log.debug("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])

@@ -13,13 +13,15 @@ from facebench.fileio import read_json
 
 @dataclass
 class RunReports:
-    """One model's reports: verification/IJB per data set, transfer, uniform, identification."""
+    """One model's reports: verification/IJB per data set, transfer, uniform, identification,
+    training (epoch losses and the plateau verdict)."""
 
     name: str
     verification: dict[str, dict] = field(default_factory=dict)
     transfer: dict | None = None
     uniform: dict | None = None
     identification: dict[str, dict] = field(default_factory=dict)
+    training: dict | None = None
 
 
 def _json_files(path: str) -> list[str]:
@@ -59,6 +61,8 @@ def collect_reports(path: str, name: str | None = None) -> RunReports:
             run.transfer = data
         elif kind == schema.UNIFORM:
             run.uniform = data
+        elif kind == schema.TRAINING:
+            run.training = data
         elif kind == schema.IDENTIFICATION:
             run.identification[os.path.splitext(os.path.basename(file))[0]] = data
     if not (run.verification or run.uniform or run.identification):

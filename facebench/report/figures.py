@@ -67,6 +67,26 @@ def histogram_figure(
     return save_figure(fig, path)
 
 
+def loss_figure(curves: dict[str, list[float]], plateaued: dict[str, bool], path: str) -> str:
+    """Mean training loss per epoch, a line per model (log axis: heads differ in scale); a model
+    whose loss did not reach its plateau is dashed and marked in the legend."""
+    fig, ax = _figure()
+    for model, losses in curves.items():
+        done = plateaued.get(model, False)
+        label = model if done else f"{model} (no plateau)"
+        epochs = np.arange(1, len(losses) + 1)
+        ax.plot(
+            epochs, losses, marker="o", markersize=3, linestyle="-" if done else "--", label=label
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean training loss (log scale)")
+    ax.set_title("Training loss per epoch")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(fig, path)
+
+
 def accuracy_figure(curves: dict[str, dict], marks: dict[str, float], title: str, path: str):
     """Accuracy against one global cosine threshold, a line per model, its optimum marked."""
     fig, ax = _figure()

@@ -96,14 +96,15 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             )
     if any(run.uniform for run in runs):
         fields = (
-            ("sample-wise accuracy", "sample_accuracy", _pct),
-            ("uniform accuracy", "uniform_accuracy", _pct),
-            ("class-wise accuracy (weighted)", "class_wise_accuracy_sample_weighted", _pct),
-            ("uniform t*", "uniform_threshold", _num),
-            ("learned threshold", schema.LEARNED_THRESHOLD, _num),
+            ("sample-wise accuracy", "sample_accuracy", False),
+            ("uniform accuracy", "uniform_accuracy", False),
+            ("class-wise accuracy (weighted)", "class_wise_accuracy_sample_weighted", False),
+            ("uniform t*", "uniform_threshold", True),
+            ("learned threshold", schema.LEARNED_THRESHOLD, True),
         )
-        for label, key, fmt in fields:
-            rows.append([label] + [fmt((run.uniform or {}).get(key)) for run in runs])
+        for label, key, is_score in fields:
+            cells = [((run.uniform or {}).get(key), run.uniform) for run in runs]
+            rows.append([label] + [_score(*c) if is_score else _pct(c[0]) for c in cells])
     if any(run.identification for run in runs):
         firsts = [next(iter(run.identification.values()), None) for run in runs]
         fpir = _strictest_key([r.get(schema.DIR_AT_FPIR, {}) for r in firsts if r is not None])
@@ -112,7 +113,48 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             picks.append((f"DIR@FPIR={fpir}", lambda r: r.get(schema.DIR_AT_FPIR, {}).get(fpir)))
         for label, pick in picks:
             rows.append([label] + [DASH if r is None else _pct(pick(r)) for r in firsts])
-    return rows
+    return rows + training_rows(runs)
+
+
+def _score(value, uniform: dict | None) -> str:
+    """A class-score threshold, its units named when they are not cosine (e.g. w.x)."""
+    units = (uniform or {}).get("score_units", "cosine")
+    text = _num(value)
+    return text if value is None or units == "cosine" else f"{text} ({units})"
+
+
+def training_rows(runs: list[RunReports]) -> list[list[str]]:
+    """Epochs trained and the plateau verdict (last epoch's relative loss change) per run."""
+    if not any(run.training for run in runs):
+        return []
+    epochs, verdicts = ["epochs trained"], ["loss plateau (last epoch's change)"]
+    for run in runs:
+        plateau = (run.training or {}).get("plateau")
+        if plateau is None:
+            epochs.append(DASH)
+            verdicts.append(DASH)
+            continue
+        epochs.append(str(plateau["epochs"]))
+        change = plateau["relative_change"]
+        text = DASH if change is None else f"{100 * change:+.2f}%"
+        verdicts.append(f"yes ({text})" if plateau["converged"] else f"**no** ({text})")
+    return [epochs, verdicts]
+
+
+def training_section(runs: list[RunReports], out_dir: str) -> list[str]:
+    """The training loss of every run against epochs (one figure) and the plateau rule."""
+    present = [run for run in runs if run.training and run.training.get("epoch_losses")]
+    if not present:
+        return []
+    curves = {run.name: run.training["epoch_losses"] for run in present}
+    done = {run.name: bool(run.training["plateau"]["converged"]) for run in present}
+    path = figures.loss_figure(curves, done, os.path.join(out_dir, "figures", "training_loss.png"))
+    rule = present[0].training["plateau"]["rule"]
+    missed = [name for name, ok in done.items() if not ok]
+    lines = ["## Training", "", f"Plateau rule: {rule}."]
+    if missed:
+        lines.append(f"**Not on a plateau** (compare with care): {', '.join(missed)}.")
+    return [*lines, "", f"![training loss](figures/{os.path.basename(path)})", ""]
 
 
 def _strictest_key(rates: list[dict]) -> str | None:
@@ -127,27 +169,50 @@ def comparison_table(report_dirs: list[str], names: list[str] | None = None) -> 
     return "\n".join(_table(["metric", *[run.name for run in runs]], comparison_rows(runs)))
 
 
+def val_reachable(report: dict) -> bool:
+    """Whether the 10-fold VAL@FAR=1e-3 of ``report`` can reach its FAR: each fold's threshold
+    is chosen on the other 9 folds, which must hold at least 1 / FAR impostor pairs."""
+    from facebench.eval.verification import N_FOLDS, VAL_FAR
+
+    training_part = report.get("impostor_pairs", 0) * (N_FOLDS - 1) / N_FOLDS
+    return training_part * VAL_FAR >= 1 - 1e-9
+
+
 def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
-    """Details table and ROC / accuracy / histogram figures per data set."""
+    """Details table and ROC / accuracy / histogram figures per data set. TAR@FAR and VAL@FAR
+    columns appear only where some bin holds enough impostor pairs to reach that FAR."""
     datasets = _datasets(runs, schema.VERIFICATION)
     if not datasets:
         return []
-    lines = ["## Verification", ""]
-    header = ["model", "data set", "pairs", "10-fold", "VAL@1e-3", "global", "τ (cos)"]
-    header += ["EER", "AUC", "TAR@1e-4", "TAR@1e-3", "TAR@1e-2"]
+    reports = [(run, name, run.verification.get(name)) for name in datasets for run in runs]
+    reports = [(run, name, r) for run, name, r in reports if r is not None]
+    fars = [
+        k
+        for k in _rates((1e-4, 1e-3, 1e-2))
+        if any(k in r.get(schema.TAR_AT_FAR, {}) for *_, r in reports)
+    ]
+    with_val = any(val_reachable(r) for *_, r in reports)
+    header = ["model", "data set", "pairs", "10-fold"] + (["VAL@1e-3"] if with_val else [])
+    header += ["global", "τ (cos)", "EER", "AUC"] + [f"TAR@{k}" for k in fars]
     rows = []
-    for name in datasets:
-        for run in runs:
-            r = run.verification.get(name)
-            if r is None:
-                continue
-            tar = r.get(schema.TAR_AT_FAR, {})
-            rows.append(
-                [run.name, name, str(r["pairs"]), _pct(r["accuracy_10fold_mean"])]
-                + [_pct(r.get(schema.val_key(1e-3))), _pct(r[schema.GLOBAL_ACCURACY])]
-                + [_num(r[schema.GLOBAL_THRESHOLD]), _pct(r["eer"]), _num(r["auc"])]
-                + [_pct(tar.get(k)) for k in _rates((1e-4, 1e-3, 1e-2))]
-            )
+    for run, name, r in reports:
+        tar = r.get(schema.TAR_AT_FAR, {})
+        val = r.get(schema.val_key(1e-3)) if val_reachable(r) else None
+        rows.append(
+            [run.name, name, str(r["pairs"]), _pct(r["accuracy_10fold_mean"])]
+            + ([_pct(val)] if with_val else [])
+            + [_pct(r[schema.GLOBAL_ACCURACY]), _num(r[schema.GLOBAL_THRESHOLD])]
+            + [_pct(r["eer"]), _num(r["auc"])]
+            + [_pct(tar.get(k)) for k in fars]
+        )
+    smallest = min(r.get("impostor_pairs", 0) for *_, r in reports)
+    lines = ["## Verification", ""]
+    lines += [
+        "TAR@FAR needs at least 1/FAR impostor pairs and VAL@FAR=1e-3 (10-fold) 1,000 in the 9",
+        f"folds that choose each threshold; the smallest bin here has {smallest:,} impostor",
+        "pairs, so rates it cannot reach are left out (–).",
+        "",
+    ]
     lines += _table(header, rows)
     for name in datasets:
         lines += _dataset_figures(runs, name, out_dir)
@@ -314,9 +379,11 @@ def render_report(report_dirs: list[str], out_dir: str, names: list[str] | None 
         for run, path in zip(runs, report_dirs, strict=True)
     ]
     lines += ["", "## Side by side", ""]
-    lines += ["Percent; τ and thresholds in cosine. 10-fold: per-fold thresholds (published"]
-    lines += ["numbers); global: one oracle threshold for all pairs.", ""]
+    lines += ["Percent; τ in cosine; t* and learned thresholds in each head's class-score units,"]
+    lines += ["named where they are not cosine. 10-fold: per-fold thresholds (published numbers);"]
+    lines += ["global: one oracle threshold for all pairs.", ""]
     lines += _table(["metric", *[run.name for run in runs]], comparison_rows(runs))
+    lines += training_section(runs, out_dir)
     lines += verification_section(runs, out_dir)
     lines += transfer_section(runs)
     lines += ijb_section(runs)

@@ -110,3 +110,27 @@ def test_json_round_trip_and_strictness(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps([1]))
     with pytest.raises(DataError, match="JSON object"):
         read_json(str(tmp_path / "list.json"))
+
+
+def test_training_plateau_units_and_reachable_rates(tmp_path):
+    from facebench.train.convergence import plateau_report
+
+    a = write_run(str(tmp_path / "bce"), 0.8, 1)
+    b = write_run(str(tmp_path / "softmax"), 1.2, 5)
+    for run, losses in ((a, [4.0, 2.0, 1.99]), (b, [4.0, 3.0, 2.5])):
+        training = {"kind": "training", "epoch_losses": losses, "plateau": plateau_report(losses)}
+        write_json(os.path.join(run, "reports", "training.json"), training)
+    uniform_b = read_json(os.path.join(b, "reports", "uniform.json"))
+    write_json(os.path.join(b, "reports", "uniform.json"), {**uniform_b, "score_units": "w.x"})
+    text = Path(render_report([a, b], str(tmp_path / "out"))).read_text()
+    assert "| epochs trained | 3 | 3 |" in text
+    assert "| loss plateau (last epoch's change) | yes (-0.50%) | **no** (-16.67%) |" in text
+    assert "**Not on a plateau** (compare with care): softmax." in text
+    with open(tmp_path / "out" / "figures" / "training_loss.png", "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    t_star = next(line for line in text.splitlines() if line.startswith("| uniform t*"))
+    cells = [c.strip() for c in t_star.strip("|").split("|")]
+    assert "(" not in cells[1] and cells[2].endswith("(w.x)")  # units named where not cosine
+    # ~200 impostor pairs per bin: TAR@FAR=1e-2 is reachable, 1e-3 and VAL@1e-3 are not
+    header = next(line for line in text.splitlines() if line.startswith("| model | data set"))
+    assert "TAR@1e-02" in header and "TAR@1e-03" not in header and "VAL@1e-3" not in header

@@ -1,0 +1,171 @@
+"""Choose the `recipes/synth/` settings of each quickstart head by one procedure, equal budget.
+
+Every head gets the same number of training runs on the quickstart's own training pack, each of
+``--epochs`` epochs (default: the quickstart's, `recipes/synth/base.yaml`; the run recorded in
+docs/training.md used half of them, for time), each run scored on `synth_tune.bin`: an
+open-set bin of 100 synthetic identities that neither the training pack nor the bins the
+quickstart reports (`synth_val`, `synth_hard`, the identification gallery) contain.
+
+Grid (4 runs per head): normalized heads (bce_u, arcface, cosface, and any other given with
+`--heads`) learning rate x scale gamma; margins stay at the paper's values
+(`recipes/losses/`); SoftMax has no scale, so its 4 runs are 4 learning rates.
+Selection rule (the study's): the highest 10-fold accuracy on `synth_tune.bin` among the runs
+that ended on a training-loss plateau (facebench.train.convergence); if none did, among all
+runs, and the choice is marked unconverged. Ties go to the earlier grid point. Runs shortened
+with ``--epochs`` are not expected to plateau (the quickstart's full runs are checked instead),
+so for them the rule is the highest accuracy over all runs.
+
+Runs are resumable (one result file per run under --out) and train on one thread each,
+``--workers`` at once, so the scores do not depend on the machine's load.
+
+    python benchmarks/tune_synth.py --data facebench-data --out tune-synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from facebench.data.synthetic import write_open_set_bin
+from facebench.fileio import write_json
+from facebench.quickstart import (
+    HEADS,
+    SIZES,
+    default_recipes_dir,
+    ensure_synthetic_data,
+    map_in_processes,
+    train_with_plateau_report,
+)
+
+LEARNING_RATES = (0.001, 0.003)
+SCALES = (16.0, 32.0)
+#: SoftMax (linear logits) has no scale: the same number of runs spent on learning rates.
+SOFTMAX_LEARNING_RATES = (0.0005, 0.001, 0.003, 0.006)
+TUNE_STREAM = 4  # image numbers 4000+: no other synthetic bin or split uses them
+TUNE_BIN = "synth_tune.bin"
+
+
+def grid(head: str) -> list[dict]:
+    """The settings tried for ``head``: recipe overrides as a dict."""
+    if head == "softmax":
+        return [{"optim.lr": lr} for lr in SOFTMAX_LEARNING_RATES]
+    return [{"optim.lr": lr, "head.params.scale": s} for lr in LEARNING_RATES for s in SCALES]
+
+
+def run_key(head: str, setting: dict) -> str:
+    return head + "".join(f"_{k.rsplit('.', 1)[-1]}{v:g}" for k, v in setting.items())
+
+
+def tune_bin(out: Path, data: Path) -> Path:
+    """``out/synth_tune.bin``: the quickstart's synthetic config, the next 100 identities."""
+    cfg = SIZES["default"].synth
+    path = out / TUNE_BIN
+    if not path.exists():
+        first = cfg.identities + cfg.val_identities
+        tmp = out / f".{TUNE_BIN}.partial"
+        write_open_set_bin(cfg, str(tmp), cfg.difficulty, TUNE_STREAM, first_identity=first)
+        tmp.replace(path)
+    return path
+
+
+def one_run(task: tuple) -> dict:
+    """Train one grid point (in a worker process) and store its result file."""
+    head, setting, run_dir, data, bin_path, epochs = task
+    result_file = run_dir.parent / f"{run_dir.name}.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
+    started, cpu = time.perf_counter(), time.process_time()
+    overrides = [f"data.train={data.name}", f"eval.bins=[{bin_path}]"]
+    overrides += [f"train.epochs={epochs}"] if epochs else []
+    overrides += [f"{k}={v}" for k, v in setting.items()]
+    recipe = default_recipes_dir() / "synth" / f"{head}.yaml"
+    training = train_with_plateau_report(recipe, run_dir, data.parent, overrides, "cpu")
+    score = training["metrics"][bin_path.stem]
+    result = {
+        "head": head,
+        "setting": setting,
+        "epochs": len(training["epoch_losses"]),
+        "accuracy_10fold_mean": score["accuracy_10fold_mean"],
+        "accuracy_10fold_std": score["accuracy_10fold_std"],
+        "global_accuracy": score["global_accuracy"],
+        "converged": training["plateau"]["converged"],
+        "last_epoch_change": training["plateau"]["relative_change"],
+        "epoch_losses": training["epoch_losses"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+    }
+    write_json(str(result_file), result)
+    return result
+
+
+def choose(results: list[dict], require_plateau: bool = True) -> dict:
+    """The selection rule of the module docstring."""
+    pool = [r for r in results if r["converged"] or not require_plateau] or results
+    best = max(pool, key=lambda r: r["accuracy_10fold_mean"])  # max keeps the first of ties
+    return {**best, "chosen_among_converged": bool(best["converged"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="facebench-data", help="the quickstart's data root")
+    parser.add_argument("--out", default="tune-synth", help="results folder (resumed if present)")
+    parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each")
+    parser.add_argument("--epochs", type=int, help="epochs per run (default: the recipes')")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    size = SIZES["default"]
+    data = ensure_synthetic_data(Path(args.data).absolute() / size.folder, size.synth)
+    bin_path = tune_bin(out, data)
+    settings = {head: grid(head) for head in args.heads}
+    # round-robin over heads, so an interrupted tuning has spent the same budget on each
+    tasks = [
+        (head, s[i], out / "runs" / run_key(head, s[i]), data, bin_path, args.epochs)
+        for i in range(max(len(g) for g in settings.values()))
+        for head, s in settings.items()
+        if i < len(s)
+    ]
+    results = map_in_processes(one_run, tasks, args.workers)
+    shortened = args.epochs is not None
+    chosen = {
+        head: choose([r for r in results if r["head"] == head], not shortened)
+        for head in args.heads
+    }
+    summary = {
+        "grid": {"learning_rates": LEARNING_RATES, "scales": SCALES},
+        "epochs": args.epochs,
+        "softmax_learning_rates": SOFTMAX_LEARNING_RATES,
+        "rule": "highest 10-fold accuracy on synth_tune.bin"
+        + (" (shortened runs: all of them)" if shortened else " among runs on a loss plateau"),
+        "runs": results,
+        "chosen": chosen,
+        "cpu_seconds_all_runs": round(sum(r["cpu_seconds"] for r in results), 1),
+        "seconds_this_call": round(time.perf_counter() - started, 1),
+    }
+    write_json(str(out / "tuning.json"), summary)
+    print("| head | setting | synth_tune 10-fold | global | plateau (last change) | CPU s |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        mark = " **chosen**" if chosen[r["head"]]["setting"] == r["setting"] else ""
+        change = r["last_epoch_change"]
+        setting = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:g}" for k, v in r["setting"].items())
+        print(
+            f"| {r['head']} | {setting}{mark} | {100 * r['accuracy_10fold_mean']:.2f} ± "
+            f"{100 * r['accuracy_10fold_std']:.2f} | {100 * r['global_accuracy']:.2f} | "
+            f"{'yes' if r['converged'] else 'no'} ({100 * (change or 0):+.2f}%) | "
+            f"{r['cpu_seconds']:.0f} |"
+        )
+    print(f"tuning: {out / 'tuning.json'} ({summary['seconds_this_call']:.0f} s this call)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
