@@ -136,10 +136,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     created = _make_parents_or_fail(os.path.dirname(os.path.abspath(path)), path)
     _remove_stale(path)
     tmp = temporary_name(path, suffix)
-    try:
+    with _undone_on_failure(path, tmp, created):
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield tmp
         _publish(tmp, path, created)
+
+
+@contextlib.contextmanager
+def _undone_on_failure(path: str, tmp: str, created: list[str]) -> Iterator[None]:
+    """On any failure in the block: remove ``tmp`` and the folders created for ``path``, and
+    raise a failed write as WriteError."""
+    try:
+        yield
     except BaseException as exc:
         _remove(tmp)
         _remove_created(created)
@@ -182,19 +190,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
     created = _make_parents_or_fail(os.path.dirname(os.path.abspath(path)), path)
     _remove_stale(path)
     tmp = temporary_name(path)
-    try:
+    with _undone_on_failure(path, tmp, created):
         os.mkdir(tmp, 0o777)
         yield tmp
         if os.path.lexists(path):
             raise WriteError(f"{path}: appeared while it was being written; kept as it is")
         _publish(tmp, path, created)
-    except BaseException as exc:
-        _remove(tmp)
-        _remove_created(created)
-        failure = _write_failure(path, exc)
-        if failure is not None:
-            raise failure from exc
-        raise
 
 
 @contextlib.contextmanager
