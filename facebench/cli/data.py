@@ -10,6 +10,11 @@ Read, convert and create face data without mxnet: InsightFace RecordIO packs (tr
 property), image folders (root/<identity>/<image>), verification bins (lfw.bin, ...), and
 synthetic identity sets for CPU runs."""
 
+SKIP_BAD_HELP = (
+    "leave out images that do not decode (a bin: their pairs), list each and count them "
+    "(default: the first bad image is an error)"
+)
+
 
 def register(subparsers) -> None:
     """Add `data` and its subcommands."""
@@ -52,6 +57,7 @@ def register(subparsers) -> None:
     to_folder.add_argument("pack", help="pack directory or .rec file")
     to_folder.add_argument("--out", required=True, help="new folder")
     add_progress_option(to_folder)
+    to_folder.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     to_folder.set_defaults(handler=_to_folder)
 
     bin_to_folder = sub.add_parser(
@@ -62,6 +68,7 @@ def register(subparsers) -> None:
     bin_to_folder.add_argument("bin", help="verification .bin file")
     bin_to_folder.add_argument("--out", required=True, help="new folder")
     add_progress_option(bin_to_folder)
+    bin_to_folder.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     bin_to_folder.set_defaults(handler=_bin_to_folder)
 
     folder_to_bin = sub.add_parser(
@@ -155,8 +162,11 @@ def _to_folder(args) -> int:
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    images, identities = pack_to_folder(args.pack, args.out, progress=not args.no_progress)
-    print(f"wrote {args.out}: {images} images in {identities} identity folders")
+    images, identities, skipped = pack_to_folder(
+        args.pack, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
+    )
+    note = f"; skipped {len(skipped)} bad images (listed above)" if skipped else ""
+    print(f"wrote {args.out}: {images} images in {identities} identity folders{note}")
     return 0
 
 
@@ -165,8 +175,11 @@ def _bin_to_folder(args) -> int:
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    pairs = bin_to_folder(args.bin, args.out, progress=not args.no_progress)
-    print(f"wrote {args.out}: {pairs} pairs")
+    pairs, skipped = bin_to_folder(
+        args.bin, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
+    )
+    note = f"; skipped {len(skipped)} pairs with a bad image (listed above)" if skipped else ""
+    print(f"wrote {args.out}: {pairs} pairs{note}")
     return 0
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from facebench.data.folders import image_extension
 from facebench.data.images import decode_image, encode_image, read_image
+from facebench.data.skipping import BadItems
 from facebench.errors import DataError
 from facebench.fileio import atomic_dir, atomic_file
 
@@ -36,7 +37,16 @@ _ALLOWED_GLOBALS = {
     ("_codecs", "encode"),
     ("builtins", "bytearray"),
     ("__builtin__", "bytearray"),
+    ("builtins", "bytes"),  # protocol 2 pickles b"" as a call of bytes() without arguments
+    ("__builtin__", "bytes"),
 }
+
+
+def _empty_bytes(*args) -> bytes:
+    """``bytes()`` for pickles; refuses arguments (``bytes(10**12)`` would allocate)."""
+    if args:
+        raise pickle.UnpicklingError("bytes() called with arguments")
+    return b""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -55,6 +65,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             module = "numpy.core." + module[len("numpy._core.") :]
         elif module == "__builtin__":
             module = "builtins"
+        if name == "bytes":
+            return _empty_bytes
         return getattr(importlib.import_module(module), name)
 
 
@@ -95,6 +107,8 @@ def decode_bin_image(item, source: str) -> np.ndarray:
         return decode_image(bytes(item), source)
     if item.ndim == 1:
         return decode_image(item.tobytes(), source)
+    if item.size == 0:
+        raise DataError(f"{source}: empty image array of shape {item.shape}")
     return np.ascontiguousarray(item)
 
 
@@ -164,26 +178,39 @@ def _extension(item) -> str:
     return image_extension(bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes())
 
 
-def bin_to_folder(path: str, out_dir: str, progress: bool = True) -> int:
-    """Write a bin as ``out_dir/NNNNN_{0,1}.<ext>`` + ``issame.txt``; returns the pair count.
+def bin_to_folder(
+    path: str, out_dir: str, progress: bool = True, skip_bad: bool = False
+) -> tuple[int, list[str]]:
+    """Write a bin as ``out_dir/NNNNN_{0,1}.<ext>`` + ``issame.txt``; returns the pair count
+    and the skipped pairs.
 
-    Encoded images are written byte for byte; raw arrays become lossless PNG.
+    Encoded images are written byte for byte; raw arrays become lossless PNG. Each image is
+    decoded first: a bad one is an error naming it, or with ``skip_bad`` its pair is left out
+    (the kept pairs are numbered consecutively) and listed.
     """
     vbin = read_verification_bin(path)
     width = max(5, len(str(len(vbin))))
+    bad = BadItems(skip_bad)
+    kept = []
     with atomic_dir(out_dir) as tmp_dir:
-        for i in tqdm(range(len(vbin.images)), desc="bin to folder", disable=not progress):
-            item = vbin.images[i]
-            name = os.path.join(tmp_dir, f"{i // 2:0{width}d}_{i % 2}{_extension(item)}")
-            if isinstance(item, np.ndarray) and item.ndim == 3:
-                data = encode_image(item, ".png")
-            else:
-                data = bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes()
-            with open(name, "wb") as f:
-                f.write(data)
+        for k in tqdm(range(len(vbin)), desc="bin to folder", disable=not progress):
+            if bad.attempt(lambda k=k: [vbin.decode_one(i) for i in (2 * k, 2 * k + 1)]) is None:
+                continue
+            for side in (0, 1):
+                item = vbin.images[2 * k + side]
+                name = f"{len(kept):0{width}d}_{side}{_extension(item)}"
+                if isinstance(item, np.ndarray) and item.ndim == 3:
+                    data = encode_image(item, ".png")
+                else:
+                    data = bytes(item) if isinstance(item, (bytes, bytearray)) else item.tobytes()
+                with open(os.path.join(tmp_dir, name), "wb") as f:
+                    f.write(data)
+            kept.append(bool(vbin.issame[k]))
+        if not kept:
+            raise DataError(f"{path}: every pair has a bad image; nothing written")
         with open(os.path.join(tmp_dir, "issame.txt"), "w") as f:
-            f.writelines(f"{int(x)}\n" for x in vbin.issame)
-    return len(vbin)
+            f.writelines(f"{int(x)}\n" for x in kept)
+    return len(kept), bad.items
 
 
 def folder_to_bin(folder: str, path: str, progress: bool = True) -> int:

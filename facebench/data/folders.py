@@ -13,10 +13,12 @@ from facebench.data.images import (
     InputConvention,
     decode_image,
     hflip,
+    read_bytes,
     read_image,
     to_tensor,
 )
 from facebench.data.packs import FacePack, write_face_pack
+from facebench.data.skipping import BadItems
 from facebench.errors import DataError
 from facebench.fileio import atomic_dir
 
@@ -76,8 +78,7 @@ def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int,
 
     def checked():
         for path, label in tqdm(samples, desc="from-folder", unit="img", disable=not progress):
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_bytes(path)
             shape = decode_image(data, source=path).shape[:2]
             if size and shape != size[0]:
                 raise DataError(
@@ -94,20 +95,27 @@ def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int,
     return counts
 
 
-def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple[int, int]:
+def pack_to_folder(
+    pack_path: str, out_dir: str, progress: bool = True, skip_bad: bool = False
+) -> tuple[int, int, list[str]]:
     """Write every image of a pack to ``out_dir/<identity>/<key>.<ext>`` byte for byte.
 
-    Identity folders take names from ``classes.txt`` beside the pack when present, else the label;
-    keys are zero-padded so names sort in key order (from-folder then rebuilds the same pack).
-    Returns ``(images, identities)``.
+    Each image is decoded first: a corrupt one is an error naming its key, or with ``skip_bad``
+    is left out and listed. Identity folders take names from ``classes.txt`` beside the pack
+    when present, else the label; keys are zero-padded so names sort in key order (from-folder
+    then rebuilds the same pack). Returns ``(images written, identities, skipped)``.
     """
     pack = FacePack(pack_path)
     names = _class_names(os.path.dirname(pack.rec_path))
     labels = set()
+    bad = BadItems(skip_bad)
     width = len(str(int(pack.image_keys.max()))) if len(pack.image_keys) else 1
     with atomic_dir(out_dir) as tmp_dir:
         for key in tqdm(pack.image_keys, desc="to-folder", unit="img", disable=not progress):
-            data, label = pack.read_encoded(int(key))
+            read = bad.attempt(lambda key=int(key): pack.read_verified(key))
+            if read is None:
+                continue
+            data, label = read
             name = names[label] if names and label < len(names) else f"{label:07d}"
             directory = os.path.join(tmp_dir, name)
             if label not in labels:
@@ -116,7 +124,9 @@ def pack_to_folder(pack_path: str, out_dir: str, progress: bool = True) -> tuple
             file_name = f"{int(key):0{width}d}{image_extension(data)}"
             with open(os.path.join(directory, file_name), "wb") as f:
                 f.write(data)
-    return len(pack.image_keys), len(labels)
+        if not labels:
+            raise DataError(f"{pack.rec_path}: every image is bad; nothing written")
+    return len(pack.image_keys) - len(bad.items), len(labels), bad.items
 
 
 def _class_names(directory: str) -> list[str] | None:

@@ -14,6 +14,9 @@ import numpy as np
 
 from facebench.errors import DataError
 
+_JPEG_START = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+
 
 @dataclass(frozen=True)
 class InputConvention:
@@ -65,22 +68,31 @@ DEFAULT_CONVENTION = InputConvention()
 
 
 def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes (JPEG/PNG) to uint8 RGB ``(H, W, 3)``; ``source`` names it in errors."""
+    """Decode image bytes (JPEG/PNG) to uint8 RGB ``(H, W, 3)``; ``source`` names it in errors.
+
+    A JPEG without an end-of-image marker is refused: OpenCV would fill the missing part grey.
+    """
     buf = np.frombuffer(data, dtype=np.uint8)
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if bgr is None:
+    if bgr is None or bgr.size == 0:
         raise DataError(f"{source}: image does not decode ({len(data)} bytes)")
+    if data[:2] == _JPEG_START and data.rfind(_JPEG_END) < 2:
+        raise DataError(f"{source}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of an image file; a missing, dangling or unreadable file is a DataError."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read image ({exc.strerror})") from exc
 
 
 def read_image(path: str) -> np.ndarray:
     """Read an image file to uint8 RGB ``(H, W, 3)``."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc.strerror})") from exc
-    return decode_image(data, source=str(path))
+    return decode_image(read_bytes(path), source=str(path))
 
 
 def encode_image(rgb: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes:

@@ -26,6 +26,9 @@ from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IR
 from facebench.errors import DataError
 from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
 
+#: The largest image side a property file may state (the JPEG limit).
+MAX_IMAGE_SIDE = 65535
+
 
 def read_property(path: str) -> tuple[int, int, int]:
     """``(num_classes, H, W)`` from a property file (one line ``num_classes,H,W``)."""
@@ -38,17 +41,17 @@ def read_property(path: str) -> tuple[int, int, int]:
         num_classes, height, width = (int(x) for x in text.split(","))
     except ValueError:
         raise DataError(f"{path}: expected 'num_classes,H,W', got {text[:60]!r}") from None
+    if min(num_classes, height, width) < 1 or max(height, width) > MAX_IMAGE_SIDE:
+        raise DataError(
+            f"{path}: impossible values {text[:60]!r} (classes, H and W must be positive, "
+            f"H and W at most {MAX_IMAGE_SIDE})"
+        )
     return num_classes, height, width
 
 
 def write_property(path: str, num_classes: int, height: int, width: int) -> None:
     """Write a property file atomically."""
     write_text(path, f"{num_classes},{height},{width}\n")
-
-
-def image_label(header: IRHeader) -> int:
-    """The 0-based class of an image record: ``labels[0]`` if ``flag > 0`` else the scalar."""
-    return int(header.label[0]) if header.flag > 0 else int(header.label)
 
 
 def _pack_paths(path: str) -> tuple[str, str, str | None]:
@@ -85,6 +88,36 @@ class FacePack:
         else:
             self.image_keys = np.sort(self.reader.keys)
         self._identities = None
+        self._check_counts()
+        #: labels must lie below this (property or identity records; None: not known)
+        self.label_limit = self.property[0] if self.property else None
+        if self.meta is not None:
+            self.label_limit = self.meta[1] - self.meta[0]
+
+    def _check_counts(self) -> None:
+        """The pack holds images, every image key is indexed, the property agrees with them."""
+        if not len(self.image_keys):
+            raise DataError(f"{self.rec_path}: the pack holds no images")
+        if self.meta is not None:
+            missing = self.reader.missing(self.image_keys)
+            if missing is not None:
+                raise DataError(
+                    f"{self.rec_path}: key 0: meta record names images 1..{self.meta[0] - 1}, "
+                    f"but key {missing} is not in {self.reader.idx_path}"
+                )
+        if self.property is None:
+            return
+        classes = self.property[0]
+        if self.meta is not None and classes != self.meta[1] - self.meta[0]:
+            raise DataError(
+                f"{self.property_path}: says {classes:,} classes, the pack has "
+                f"{self.meta[1] - self.meta[0]:,} identity records"
+            )
+        if self.meta is None and classes > len(self.image_keys):
+            raise DataError(
+                f"{self.property_path}: says {classes:,} classes, the pack holds only "
+                f"{len(self.image_keys):,} images"
+            )
 
     def _check_meta(self, header: IRHeader) -> tuple[int, int]:
         """Validate the meta record's ``[a, b]`` against the index."""
@@ -120,7 +153,13 @@ class FacePack:
                 header, _ = self.reader.read_record(key)
                 if header.flag < 2:
                     raise DataError(f"{self.rec_path}: key {key}: identity record lacks a range")
-                ranges[i] = int(header.label[0]), int(header.label[1])
+                start, stop = int(header.label[0]), int(header.label[1])
+                if not 1 <= start <= stop <= first:
+                    raise DataError(
+                        f"{self.rec_path}: key {key}: identity range [{start}, {stop}) lies "
+                        f"outside the images 1..{first - 1}"
+                    )
+                ranges[i] = start, stop
             self._identities = ranges
         return self._identities
 
@@ -135,22 +174,46 @@ class FacePack:
 
     def label(self, key: int) -> int:
         """Class of image ``key``."""
-        header, _ = self.reader.read_record(key)
-        return image_label(header)
+        return self.read_encoded(key)[1]
 
     def read_sample(self, key: int) -> tuple[np.ndarray, int]:
-        """``(uint8 RGB (H, W, 3), label)`` of image ``key``."""
-        header, image = self.reader.read_record(key)
-        return decode_image(image, source=f"{self.rec_path}: key {key}"), image_label(header)
+        """``(uint8 RGB (H, W, 3), label)`` of image ``key``; its size must match the property."""
+        image, label = self.read_encoded(key)
+        return self._decode(key, image), label
+
+    def read_verified(self, key: int) -> tuple[bytes, int]:
+        """``(encoded image bytes, label)`` after checking that the bytes decode to an image of
+        the pack's size."""
+        image, label = self.read_encoded(key)
+        self._decode(key, image)
+        return image, label
+
+    def _decode(self, key: int, image: bytes) -> np.ndarray:
+        rgb = decode_image(image, source=f"{self.rec_path}: key {key}")
+        if self.property is not None and rgb.shape[:2] != self.property[1:]:
+            raise DataError(
+                f"{self.rec_path}: key {key}: image is {rgb.shape[0]}x{rgb.shape[1]}, "
+                f"{self.property_path} says {self.property[1]}x{self.property[2]}"
+            )
+        return rgb
 
     def read_image(self, key: int) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` of image ``key``."""
         return self.read_sample(key)[0]
 
     def read_encoded(self, key: int) -> tuple[bytes, int]:
-        """``(encoded image bytes, label)`` of image ``key`` without decoding."""
+        """``(encoded image bytes, label)`` of image ``key`` without decoding.
+
+        The label is ``labels[0]`` if the header's ``flag > 0``, else the scalar; it must be a
+        whole number below the class count (property or identity records) when that is known.
+        """
         header, image = self.reader.read_record(key)
-        return image, image_label(header)
+        raw = float(header.label[0] if header.flag > 0 else header.label)
+        limit = self.label_limit if self.label_limit is not None else np.inf
+        if not (raw.is_integer() and 0 <= raw < limit):
+            classes = "" if self.label_limit is None else f" (0..{self.label_limit - 1})"
+            raise DataError(f"{self.rec_path}: key {key}: label {raw:g} is not a class{classes}")
+        return image, int(raw)
 
 
 def write_face_pack(

@@ -26,6 +26,7 @@ _HEADER = struct.Struct("<IfQQ")
 _LENGTH_MASK = (1 << 29) - 1
 # A key table is a dense array when keys fill at least this share of their range, else a dict.
 _DENSE_FILL = 0.25
+_INT64_LIMIT = 1 << 63
 
 Label = float | np.ndarray
 
@@ -99,18 +100,18 @@ def read_index(idx_path: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{idx_path}: index file is missing") from exc
     except OSError as exc:
         raise DataError(f"{idx_path}: cannot read index ({exc.strerror})") from exc
+    if not text.strip():
+        raise DataError(f"{idx_path}: index file holds no records (empty or truncated)")
     try:
-        if not text.strip():
-            table = np.zeros((0, 2), dtype=np.int64)
-        else:
-            table = np.loadtxt(io.BytesIO(text), dtype=np.int64, ndmin=2, comments=None)
+        table = np.loadtxt(io.BytesIO(text), dtype=np.int64, ndmin=2, comments=None)
         if table.shape[1] != 2:
             raise ValueError("not two columns")
-    except ValueError:
+    except (ValueError, OverflowError):
         table = _parse_index_lines(text.splitlines(), idx_path)
-    if table.size and (table[:, 1] < 0).any():
-        row = int(np.argmax(table[:, 1] < 0))
-        raise DataError(f"{idx_path}: key {table[row, 0]} has negative offset {table[row, 1]}")
+    if (table < 0).any():
+        row, column = (int(i[0]) for i in np.nonzero(table < 0))
+        what = "offset" if column else "key"
+        raise DataError(f"{idx_path}: key {table[row, 0]} has negative {what} {table[row, column]}")
     return table[:, 0].copy(), table[:, 1].copy()
 
 
@@ -124,11 +125,14 @@ def _parse_index_lines(lines: list[bytes], idx_path: str) -> np.ndarray:
         try:
             if len(fields) != 2:
                 raise ValueError
-            rows.append((int(fields[0]), int(fields[1])))
+            row = (int(fields[0]), int(fields[1]))
         except ValueError:
             raise DataError(
                 f"{idx_path}: line {number}: expected 'key<TAB>offset', got {line[:60]!r}"
             ) from None
+        if not all(-_INT64_LIMIT <= x < _INT64_LIMIT for x in row):
+            raise DataError(f"{idx_path}: line {number}: number out of range in {line[:60]!r}")
+        rows.append(row)
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
@@ -152,6 +156,16 @@ class _KeyTable:
             duplicate = int(ordered[1:][ordered[1:] == ordered[:-1]][0])
             raise DataError(f"{source}: key {duplicate} appears more than once")
 
+    def missing(self, keys: np.ndarray) -> int | None:
+        """The first of ``keys`` (int64 array) that has no offset, or None."""
+        if self.sparse is not None:
+            return next((k for k in keys.tolist() if k not in self.sparse), None)
+        i = keys - self.low
+        inside = (i >= 0) & (i < len(self.dense))
+        absent = ~inside
+        absent[inside] = self.dense[i[inside]] < 0
+        return int(keys[np.argmax(absent)]) if absent.any() else None
+
     def get(self, key: int) -> int:
         """The offset of ``key`` or -1."""
         if self.sparse is not None:
@@ -174,7 +188,7 @@ class IndexedRecordReader:
             raise DataError(f"{self.rec_path}: record file is missing")
         keys, offsets = read_index(self.idx_path)
         self.size = os.path.getsize(self.rec_path)
-        past = offsets + _FRAME.size > self.size
+        past = offsets > self.size - _FRAME.size  # not offsets + 8: that overflows near 2^63
         if past.any():
             row = int(np.argmax(past))
             raise DataError(
@@ -192,6 +206,10 @@ class IndexedRecordReader:
 
     def __contains__(self, key: int) -> bool:
         return self._table.get(int(key)) >= 0
+
+    def missing(self, keys: np.ndarray) -> int | None:
+        """The first of ``keys`` that is not in the index, or None."""
+        return self._table.missing(np.asarray(keys, dtype=np.int64))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_fd": None, "_pid": None}
@@ -260,8 +278,19 @@ class IndexedRecordReader:
             pos += _FRAME.size + length + (-length % 4)
 
     def read_record(self, key: int) -> tuple[IRHeader, bytes]:
-        """Header and image bytes of record ``key``."""
-        return unpack_record(self.read(key), source=f"{self.rec_path}: key {key}")
+        """Header and image bytes of record ``key``.
+
+        The header's id is the record's key in packs written by im2rec, InsightFace and
+        facebench (0 where a writer left it unset); any other id means the index points at
+        another record, which is an error.
+        """
+        header, image = unpack_record(self.read(key), source=f"{self.rec_path}: key {key}")
+        if header.id != key and header.id != 0:
+            raise DataError(
+                f"{self.rec_path}: key {key}: the record at offset {self.offset(key)} is record "
+                f"{header.id} (its header says so); {self.idx_path} points at the wrong record"
+            )
+        return header, image
 
 
 class IndexedRecordWriter:

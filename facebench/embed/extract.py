@@ -8,14 +8,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facebench.data.images import hflip
+from facebench.embedding_rows import row_norms, unit_rows
 from facebench.errors import DataError
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows divided by their L2 norm (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, eps)
 
 
 def _batches(images, batch_size: int) -> Iterator[np.ndarray]:
@@ -73,6 +67,8 @@ def embed_images(
     if not chunks:
         raise DataError("no images to embed")
     emb = np.concatenate(chunks)
-    if not np.isfinite(emb).all():
-        raise DataError("the model produced non-finite embeddings")
-    return l2_normalize(emb) if normalize else emb
+    source = f"{getattr(images, 'path', 'images')}: the model's output"
+    if normalize:
+        return unit_rows(emb, source)
+    row_norms(emb, source)
+    return emb

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from facebench.embedding_rows import row_norms
 from facebench.errors import DataError
 from facebench.fileio import atomic_file, read_json, staged, write_json
 
@@ -37,19 +38,29 @@ def save_embeddings(path: str, embeddings: np.ndarray, sidecar: dict) -> tuple[s
 
 
 def load_embeddings(path: str, sidecar: str | None = None) -> tuple[np.ndarray, dict | None]:
-    """float32 ``(N, d)`` rows and the sidecar (``sidecar`` or the one beside ``path``, if any)."""
+    """float32 ``(N, d)`` rows and the sidecar (``sidecar`` or the one beside ``path``, if any).
+
+    The rows are checked (:func:`facebench.embedding_rows.row_norms`): errors name ``path``."""
     try:
         emb = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read embeddings ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: embeddings file is missing") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise DataError(f"{path}: cannot read embeddings ({reason})") from exc
+    if not isinstance(emb, np.ndarray):  # an .npz archive saved under a .npy name
+        emb.close()
+        raise DataError(f"{path}: not a .npy array (an .npz archive?); give one (N, d) .npy")
     if emb.ndim != 2 or emb.dtype.kind != "f":
         raise DataError(f"{path}: expected float (N, d) embeddings, got {emb.dtype} {emb.shape}")
+    emb = emb.astype(np.float32, copy=False)
+    row_norms(emb, path)
     side_path = sidecar or sidecar_path(path)
     if sidecar is None and not os.path.exists(side_path):
-        return emb.astype(np.float32), None
+        return emb, None
     meta = read_json(side_path)
     if meta.get("count", len(emb)) != len(emb):
         raise DataError(
             f"{side_path}: sidecar describes {meta['count']} rows, {path} has {len(emb)}"
         )
-    return emb.astype(np.float32), meta
+    return emb, meta

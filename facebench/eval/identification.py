@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from facebench import schema
+from facebench.embedding_rows import row_norms, unit_rows
 from facebench.errors import EvalError
 from facebench.eval.verification import rates_at_targets
 
@@ -57,8 +58,7 @@ def _check(name: str, emb: np.ndarray, ids: np.ndarray, dim: int | None = None) 
         raise EvalError(f"{name}: embeddings of shape {emb.shape} (expected (N, {dim or 'd'}))")
     if ids is not None and len(ids) != len(emb):
         raise EvalError(f"{name}: {len(emb)} embeddings but {len(ids)} identities")
-    if not np.isfinite(emb).all():
-        raise EvalError(f"{name}: embeddings contain NaN or infinity")
+    row_norms(emb, name)
     return emb
 
 
@@ -133,11 +133,9 @@ def exact_recall_at_1(index, database: np.ndarray, probes: np.ndarray) -> float:
     """Fraction of probes whose top-1 row in ``index`` (a Gallery) is the exact nearest row."""
     import faiss
 
-    from facebench.embed.extract import l2_normalize
-
     exact = faiss.IndexFlatIP(index.dim)
-    exact.add(l2_normalize(database))
-    unit = l2_normalize(probes)
+    exact.add(unit_rows(database, "gallery"))
+    unit = unit_rows(probes, "probes")
     _, want = exact.search(unit, 1)
     _, got = index.index.search(unit, 1)
     return float(np.mean(want[:, 0] == got[:, 0]))

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from facebench import schema
+from facebench.embedding_rows import unit_rows
 from facebench.errors import EvalError
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,7 @@ def check_pairs(embeddings: np.ndarray, issame: np.ndarray, source: str) -> np.n
             f"{source}: {emb.shape[0]} embeddings for {labels.shape[0]} pairs "
             f"(expected {2 * labels.shape[0]}, two per pair in bin order)"
         )
-    emb = emb.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
-    if bad.size:
-        raise EvalError(f"{source}: embedding row {bad[0]} is not finite (NaN or inf)")
-    norms = np.linalg.norm(emb, axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise EvalError(f"{source}: embedding row {zero[0]} is all zeros")
-    return emb / norms[:, None]
+    return unit_rows(emb, source, np.float64)
 
 
 def check_labels(issame: np.ndarray, source: str) -> np.ndarray:

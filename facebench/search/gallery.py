@@ -8,6 +8,7 @@ import struct
 
 import numpy as np
 
+from facebench.embedding_rows import row_norms, unit_rows
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_file
 
@@ -67,24 +68,20 @@ class Gallery:
         return int(self.index.ntotal)
 
     def _check(self, embeddings: np.ndarray, what: str) -> np.ndarray:
-        """The rows as an array of width ``dim`` with finite values, or a DataError (no copy)."""
+        """The rows (no copy) after checking their width and values (:func:`row_norms`)."""
         x = np.asarray(embeddings)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise DataError(
                 f"{what}: embeddings of shape {x.shape} do not match the gallery dimension "
                 f"{self.dim}"
             )
-        for start in range(0, len(x), _CHUNK):
-            if not np.isfinite(x[start : start + _CHUNK]).all():
-                raise DataError(f"{what}: embeddings contain NaN or infinity")
+        row_norms(x, what)
         return x
 
     @staticmethod
     def _unit(x: np.ndarray) -> np.ndarray:
-        """float32 copies of the rows divided by their L2 norms."""
-        x = np.array(x, dtype=np.float32)
-        x /= np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x))[:, None], 1e-12)
-        return x
+        """float32 copies of the rows divided by their L2 norms (:func:`unit_rows`)."""
+        return unit_rows(x, "embeddings")
 
     def add(self, embeddings: np.ndarray, identities) -> None:
         """Append embeddings (normalized here) and their identities; trains IVF/PQ on first use."""

@@ -149,7 +149,7 @@ def test_bin_folder_round_trip(tmp_path):
     images = rgb_images(4, seed=3)
     items = [encode_image(images[0]), encode_image(images[1], ".png"), images[2], images[3]]
     write_verification_bin(tmp_path / "a.bin", items, [False, True])
-    assert bin_to_folder(tmp_path / "a.bin", tmp_path / "pairs", progress=False) == 2
+    assert bin_to_folder(tmp_path / "a.bin", tmp_path / "pairs", progress=False) == (2, [])
     names = sorted(os.listdir(tmp_path / "pairs"))
     assert names == ["00000_0.jpg", "00000_1.png", "00001_0.png", "00001_1.png", "issame.txt"]
     assert folder_to_bin(tmp_path / "pairs", tmp_path / "b.bin", progress=False) == 2

@@ -43,7 +43,7 @@ def test_folder_pack_folder_round_trip(folder, tmp_path):
     assert folder_to_pack(root, tmp_path / "pack", progress=False) == (6, 3)
     pack = FacePack(tmp_path / "pack")
     assert pack.num_classes == 3 and pack.property == (3, 8, 8)
-    assert pack_to_folder(tmp_path / "pack", tmp_path / "back", progress=False) == (6, 3)
+    assert pack_to_folder(tmp_path / "pack", tmp_path / "back", progress=False) == (6, 3, [])
     for name, datas in files.items():
         names = sorted(os.listdir(tmp_path / "back" / name), key=lambda n: int(n.split(".")[0]))
         assert [(tmp_path / "back" / name / n).read_bytes() for n in names] == datas

@@ -28,11 +28,12 @@ def spec_record(cflag: int, data: bytes) -> bytes:
 
 @pytest.fixture
 def hand_built(tmp_path):
-    """A .rec/.idx built with struct.pack only: keys out of file order, a 3-part record."""
-    plain = struct.pack("<IfQQ", 0, 7.0, 1, 0) + b"JPEGDATA!"
-    labelled = struct.pack("<IfQQ", 2, 0.0, 2, 0) + struct.pack("<2f", 3.0, 9.0) + b"xy"
+    """A .rec/.idx built with struct.pack only: keys out of file order, a 3-part record; each
+    header's id is its key, as im2rec and InsightFace write them."""
+    plain = struct.pack("<IfQQ", 0, 7.0, 5, 0) + b"JPEGDATA!"
+    labelled = struct.pack("<IfQQ", 2, 0.0, 9, 0) + struct.pack("<2f", 3.0, 9.0) + b"xy"
     # payload bytes holding the magic word at 4-aligned offsets 28 and 36
-    head = struct.pack("<IfQQ", 0, 1.0, 3, 0) + b"abcd"
+    head = struct.pack("<IfQQ", 0, 1.0, 2, 0) + b"abcd"
     multi = head + MAGIC_BYTES + b"1234" + MAGIC_BYTES + b"tail!"
     parts = spec_record(1, head) + spec_record(2, b"1234") + spec_record(3, b"tail!")
     blob = b""
@@ -52,7 +53,7 @@ def test_reader_reads_hand_built_fixture(hand_built):
     for key, payload in payloads.items():
         assert reader.read(key) == payload
     header, image = reader.read_record(5)
-    assert header == IRHeader(0, 7.0, 1, 0) and image == b"JPEGDATA!"
+    assert header == IRHeader(0, 7.0, 5, 0) and image == b"JPEGDATA!"
     header, image = reader.read_record(9)
     assert header.flag == 2 and list(header.label) == [3.0, 9.0] and image == b"xy"
 

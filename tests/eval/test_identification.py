@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from facebench.errors import EvalError
+from facebench.errors import DataError, EvalError
 from facebench.eval.identification import distinct_ranks, identification_metrics, rates_at_fpir
 
 
@@ -109,7 +109,7 @@ def test_bad_inputs():
         identification_metrics(g, gid, p[:, :8], pid)
     bad = p.copy()
     bad[0, 0] = np.nan
-    with pytest.raises(EvalError, match="NaN"):
+    with pytest.raises(DataError, match="probes: embedding row 0 is not finite"):
         identification_metrics(g, gid, bad, pid)
     with pytest.raises(EvalError, match="no probe identity"):
         identification_metrics(g, gid, p, pid + 1000)

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.model_selection import KFold
 
 from facebench import schema
-from facebench.errors import EvalError
+from facebench.errors import DataError, EvalError
 from facebench.eval import verification as V
 
 
@@ -268,7 +268,7 @@ def test_bad_inputs_raise_one_line_errors(make_pairs):
         V.evaluate_verification(emb[:99], issame, source="lfw.bin")
     bad = emb.copy()
     bad[7, 3] = np.nan
-    with pytest.raises(EvalError, match="row 7 is not finite"):
+    with pytest.raises(DataError, match="row 7 is not finite"):
         V.evaluate_verification(bad, issame)
     with pytest.raises(EvalError, match="both genuine and impostor"):
         V.evaluate_verification(emb, np.ones(50, bool))
