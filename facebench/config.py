@@ -11,6 +11,7 @@ variable ``FACEBENCH_DATA``, and may use ``${VAR}`` references to environment va
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
@@ -23,6 +24,8 @@ import yaml
 from facebench.errors import ConfigError
 
 DATA_ENV = "FACEBENCH_DATA"
+#: Face models use 128..1024; a larger value is a typo that would allocate a huge layer.
+MAX_EMBEDDING_SIZE = 65536
 
 
 def _choice(*values: str) -> dict:
@@ -43,7 +46,7 @@ class ModelConfig:
     """The backbone (``facebench.models.build_backbone``)."""
 
     backbone: str = "iresnet50"
-    embedding_size: int = field(default=512, metadata={"min": 1})
+    embedding_size: int = field(default=512, metadata={"min": 1, "max": MAX_EMBEDDING_SIZE})
     options: dict = field(default_factory=dict)  # extra backbone keyword arguments
 
 
@@ -84,8 +87,8 @@ class ScheduleConfig:
 class TrainConfig:
     """The loop: sizes, precision, guards and how often to log and save."""
 
-    epochs: float = field(default=20.0, metadata={"min": 0.0})
-    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
+    epochs: float = field(default=20.0, metadata={"above": 0.0})
+    max_steps: int | None = field(default=None, metadata={"min": 1})  # stop after N steps
     batch_size: int = field(default=512, metadata={"min": 1})  # global images per step
     accumulation: int = field(default=1, metadata={"min": 1})  # micro-batches per step
     grad_clip: float | None = None  # max global L2 norm of all gradients
@@ -140,7 +143,24 @@ DATA_PATH_KEYS = ("data.train", "eval.bins")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``5e-4`` as a float (YAML 1.1 wants ``5.0e-4``)."""
+    """SafeLoader that also reads ``5e-4`` as a float (YAML 1.1 wants ``5.0e-4``) and refuses
+    a key given twice in one mapping (plain YAML keeps the last without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                        f"{key_node.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -303,6 +323,7 @@ def _validate(data: dict, source: str, cls: type = Recipe, prefix: str = "") -> 
             _validate(value, source, hint, f"{dotted}.")
             continue
         _check_type(value, hint, source, dotted)
+        _check_finite(value, source, dotted)
         meta = fields[key].metadata
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(
@@ -310,6 +331,22 @@ def _validate(data: dict, source: str, cls: type = Recipe, prefix: str = "") -> 
             )
         if "min" in meta and value is not None and value < meta["min"]:
             raise ConfigError(f"{source}: {dotted} must be >= {meta['min']}, got {value!r}")
+        if "above" in meta and value is not None and value <= meta["above"]:
+            raise ConfigError(f"{source}: {dotted} must be > {meta['above']}, got {value!r}")
+        if "max" in meta and value is not None and value > meta["max"]:
+            raise ConfigError(f"{source}: {dotted} must be <= {meta['max']}, got {value!r}")
+
+
+def _check_finite(value: object, source: str, key: str) -> None:
+    """NaN and infinity are refused anywhere in a value (lists and dicts included)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, source, f"{key}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, source, f"{key}[{i}]")
 
 
 def _check_type(value: object, hint: object, source: str, key: str) -> None:

@@ -56,6 +56,7 @@ def run(args) -> int:
         device=args.device,
         resume=args.resume,
         progress=not args.no_progress,
+        recipe_file=args.recipe,
     )
     if result.model_path is not None:
         print(f"model: {result.model_path}")

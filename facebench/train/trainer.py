@@ -64,12 +64,16 @@ def train(
     overrides: list[str] | tuple[str, ...] = (),
     hooks: list[Hook] | tuple[Hook, ...] = (),
     progress: bool = True,
+    recipe_file: str | None = None,
 ) -> TrainResult:
     """Train ``recipe`` (a :class:`Recipe` or a recipe file) into ``run_dir``.
 
     Under torchrun this is one rank of a DDP run. ``hooks`` are added after the standard ones.
+    ``recipe_file`` (default: ``recipe`` when it is a path) names the recipe in errors about
+    its values found while building the run (batch size, head, backbone, data paths).
     """
     if not isinstance(recipe, Recipe):
+        recipe_file = recipe_file or str(recipe)
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise ConfigError("overrides apply to recipe files; edit the Recipe object instead")
@@ -77,7 +81,8 @@ def train(
     ctx = dist.setup(device)
     try:
         with _claimed(Path(run_dir), ctx.is_main):
-            trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
+            with _recipe_named(recipe_file or f"recipe {recipe.name!r}"):
+                trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
             trainer.hooks.extend(hooks)
             return trainer.fit(resume=resume)
     finally:
@@ -147,6 +152,8 @@ class Trainer:
         self.convention = InputConvention(size=_image_size(probe))
         self.dataset = PackDataset(str(pack_path), random_flip=False, convention=self.convention)
         self.num_classes = self.dataset.pack.num_classes
+        if ctx.is_main:
+            self._check_bins()
 
         self.backbone = build_backbone(
             recipe.model.backbone, recipe.model.embedding_size, **recipe.model.options
@@ -405,6 +412,15 @@ class Trainer:
             payload["world_size"],
         )
 
+    def _check_bins(self) -> None:
+        """Read and decode every eval bin once, so a missing or bad bin is an error before a
+        model is built or a run file written (not at the end of training)."""
+        from facebench.embed.sources import BinSource
+
+        for path in self._bin_paths():
+            for _ in BinSource(path):
+                pass
+
     def _bin_paths(self) -> list[str]:
         """The recipe's verification bins, resolved against the data root."""
         return [
@@ -460,6 +476,17 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_recipe(self.recipe, self.run_dir / "recipe.yaml")
         self.ctx.barrier()
+
+
+@contextlib.contextmanager
+def _recipe_named(source: str):
+    """Prefix ``source`` to ConfigErrors that do not name it yet."""
+    try:
+        yield
+    except ConfigError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
 
 
 def _seed_everything(seed: int) -> None:
