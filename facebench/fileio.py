@@ -28,7 +28,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 
-from facebench.errors import DataError, WriteError
+from facebench.errors import DataError, FacebenchError, WriteError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,10 @@ def _remove_created(created: list[str]) -> None:
 def _write_failure(path: str, exc: BaseException) -> WriteError | None:
     """A WriteError naming ``path`` and the cause of ``exc`` when it is a failed write: an
     OSError with an errno in its chain (torch wraps them in RuntimeError), or any error while
-    the file system is full (numpy reports ``N requested and M written``)."""
+    the file system is full (numpy reports ``N requested and M written``). A FacebenchError
+    already says what failed (e.g. an input that cannot be read) and is kept as it is."""
+    if isinstance(exc, FacebenchError):
+        return None
     seen = exc
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno is not None:
