@@ -158,26 +158,32 @@ def _from_folder(args) -> int:
 
 
 def _to_folder(args) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from facebench.data.folders import pack_to_folder
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    images, identities, skipped = pack_to_folder(
-        args.pack, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
-    )
+    with logging_redirect_tqdm():  # skipped images are listed between progress bar updates
+        images, identities, skipped = pack_to_folder(
+            args.pack, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
+        )
     note = f"; skipped {len(skipped)} bad images (listed above)" if skipped else ""
     print(f"wrote {args.out}: {images} images in {identities} identity folders{note}")
     return 0
 
 
 def _bin_to_folder(args) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from facebench.data.bins import bin_to_folder
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)
-    pairs, skipped = bin_to_folder(
-        args.bin, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
-    )
+    with logging_redirect_tqdm():
+        pairs, skipped = bin_to_folder(
+            args.bin, args.out, skip_bad=args.skip_bad, progress=not args.no_progress
+        )
     note = f"; skipped {len(skipped)} pairs with a bad image (listed above)" if skipped else ""
     print(f"wrote {args.out}: {pairs} pairs{note}")
     return 0
