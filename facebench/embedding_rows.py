@@ -40,8 +40,14 @@ def row_norms(embeddings: np.ndarray, source: str) -> np.ndarray:
 
 
 def unit_rows(embeddings: np.ndarray, source: str, dtype=np.float32) -> np.ndarray:
-    """The rows divided by their L2 norms (checked by :func:`row_norms`), as ``dtype``."""
+    """The rows divided by their L2 norms (checked by :func:`row_norms`), as ``dtype``.
+
+    Wider input is rounded to ``dtype`` first, so rows give the same unit vectors whether they
+    come from memory (float64) or from a float32 file."""
     x = np.asarray(embeddings)
+    if x.dtype.kind == "f" and x.dtype.itemsize > np.dtype(dtype).itemsize:
+        with np.errstate(over="ignore"):  # rows too large for ``dtype`` become inf: refused below
+            x = x.astype(dtype)
     norms = row_norms(x, source)
     out = np.empty(x.shape, dtype=dtype)
     for start in range(0, len(x), _CHUNK):
