@@ -14,8 +14,9 @@ from facebench.errors import DataError
 _CHUNK = 8192  # rows per float64 temporary (8192 x 512 x 8 bytes = 32 MiB)
 
 
-def row_norms(embeddings: np.ndarray, source: str) -> np.ndarray:
-    """float64 L2 norm of each row; DataError naming ``source`` and the first bad row."""
+def row_norms(embeddings: np.ndarray, source: str, first_row: int = 0) -> np.ndarray:
+    """float64 L2 norm of each row; DataError naming ``source`` and the first bad row (counted
+    from ``first_row``, for a chunk of a larger file)."""
     x = np.asarray(embeddings)
     if x.ndim != 2 or x.shape[1] < 1 or x.dtype.kind not in "fiu":
         raise DataError(
@@ -28,11 +29,11 @@ def row_norms(embeddings: np.ndarray, source: str) -> np.ndarray:
         block = x[start : start + _CHUNK].astype(np.float64)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
-            row = start + int(np.argmin(finite))
+            row = first_row + start + int(np.argmin(finite))
             raise DataError(f"{source}: embedding row {row} is not finite (NaN or inf)")
         scale = np.abs(block).max(axis=1)
         if not scale.all():
-            row = start + int(np.argmin(scale))
+            row = first_row + start + int(np.argmin(scale))
             raise DataError(f"{source}: embedding row {row} is all zeros")
         block /= scale[:, None]
         norms[start : start + len(block)] = scale * np.sqrt(np.einsum("ij,ij->i", block, block))

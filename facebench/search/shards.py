@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facebench.embed.io import sidecar_path
+from facebench.embedding_rows import row_norms
 from facebench.errors import DataError
 from facebench.fileio import read_json
 
@@ -38,16 +39,21 @@ class Shard:
             n = min(rows, self.rows - start)
             offset = self.offset + start * self.dim * self.dtype.itemsize
             view = np.memmap(self.path, self.dtype, "r", offset, (n, self.dim))
-            yield start, np.array(view, dtype=np.float32)
+            chunk = np.array(view, dtype=np.float32)
             del view
+            row_norms(chunk, self.path, start)
+            yield start, chunk
 
 
 def _header(path: str) -> tuple[tuple, np.dtype, int]:
     """(shape, dtype, data offset) of a ``.npy``; mapping it reads no data."""
     try:
         view = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read embeddings ({exc})") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read embeddings ({exc or type(exc).__name__})") from exc
+    if not isinstance(view, np.ndarray):  # an .npz archive saved under a .npy name
+        view.close()
+        raise DataError(f"{path}: not a .npy array (an .npz archive?); give one (N, d) .npy")
     if view.ndim != 2 or view.dtype.kind != "f" or not view.flags.c_contiguous:
         raise DataError(f"{path}: expected float (N, d) embeddings, got {view.dtype} {view.shape}")
     return view.shape, view.dtype, int(view.offset)
@@ -64,6 +70,8 @@ def open_shards(paths: list[str], sidecar: str | None = None) -> list[Shard]:
     shards = []
     for path in paths:
         (rows, dim), dtype, offset = _header(path)
+        if not rows:
+            raise DataError(f"{path}: no embeddings (0 rows)")
         if shards and dim != shards[0].dim:
             raise DataError(
                 f"{path}: {dim}-d embeddings, {shards[0].path} holds {shards[0].dim}-d ones "
