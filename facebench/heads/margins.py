@@ -28,8 +28,11 @@ def angular(cosine: torch.Tensor, m) -> torch.Tensor:
     """ArcFace: cos(θ + m). Where θ + m would pass π (cos θ <= cos(π − m)) the value is
     cos θ − m sin m, InsightFace's rule with easy_margin off: still decreasing in θ (with a small
     jump at the switch)."""
+    # sin θ first: the order of the terms fixes autograd's accumulation order, and with it the
+    # exact float32 gradient (the same bits as before the margins became pluggable).
+    sin_theta = sine(cosine)
     m = torch.as_tensor(m, dtype=cosine.dtype, device=cosine.device)
-    shifted = cosine * torch.cos(m) - sine(cosine) * torch.sin(m)
+    shifted = cosine * torch.cos(m) - sin_theta * torch.sin(m)
     return torch.where(cosine > torch.cos(math.pi - m), shifted, cosine - m * torch.sin(m))
 
 
