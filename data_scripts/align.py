@@ -3,8 +3,9 @@
 Landmarks come from a file (IJB's ``name x1 y1 ... x5 y5 faceness`` text, CSV or JSON; image names
 relative to --images) or from a face detector ONNX you supply (SCRFD / RetinaFace, loaded through
 insightface's model zoo; the largest face of each image is kept). Writes under --out:
-  <image path>              the aligned crop (same relative path; repeats get _1, _2, ...)
-  landmarks.json            the landmarks used for every crop
+  <image path>.png          the aligned crop, lossless (same relative path, .png; repeats get
+                            _1, _2, ...; --format jpg --quality N writes JPEG instead)
+  landmarks.json            for every crop: the photo it was cut from and the landmarks used
   failures.txt              every image that could not be aligned, with the reason
 The output directory is written under a temporary name and renamed when complete.
 
@@ -44,8 +45,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--det-size", type=int, default=640, help="detector input size (square)")
     p.add_argument("--det-thresh", type=float, default=0.5, help="detector score threshold")
     p.add_argument("--size", type=int, default=112, help="crop size (multiple of 112 or 128)")
+    p.add_argument(
+        "--format",
+        choices=("png", "jpg"),
+        default="png",
+        help="crop format: png (lossless, the default) or jpg (smaller, lossy)",
+    )
+    p.add_argument("--quality", type=int, help="JPEG quality 1-100 with --format jpg (95)")
     p.add_argument("--out", required=True, help="output folder (must not exist)")
-    return p.parse_args(argv)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = p.parse_args(argv)
+    if args.quality is not None and args.format != "jpg":
+        p.error("--quality applies to --format jpg only (PNG crops are lossless)")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        p.error(f"--quality must be within 1..100, got {args.quality}")
+    return args
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -83,7 +97,9 @@ def align_folder(args) -> tuple[int, int]:
 def _align_into(tmp: str, jobs, detector, args) -> tuple[dict, list]:
     """Write crops, landmarks.json and failures.txt into ``tmp``."""
     used, failures, taken = {}, [], set()
-    for name, points in tqdm(jobs, desc="align", unit="face"):
+    ext = f".{args.format}"
+    quality = 95 if args.quality is None else args.quality
+    for name, points in tqdm(jobs, desc="align", unit="face", disable=args.no_progress):
         try:
             rgb = read_image(os.path.join(args.images, name))
             if points is None:
@@ -94,12 +110,12 @@ def _align_into(tmp: str, jobs, detector, args) -> tuple[dict, list]:
         except DataError as exc:
             failures.append((name, str(exc).replace("\t", " ")))
             continue
-        out_name = _unique(name, taken)
+        out_name = _unique(os.path.splitext(name)[0] + ext, taken)
         out_path = os.path.join(tmp, out_name)
         os.makedirs(os.path.dirname(out_path), exist_ok=True)
         with open(out_path, "wb") as f:
-            f.write(encode_image(crop, os.path.splitext(out_name)[1].lower() or ".png"))
-        used[out_name] = points.tolist()
+            f.write(encode_image(crop, ext, quality=quality))
+        used[out_name] = {"photo": name, "landmarks": points.tolist()}
     with open(os.path.join(tmp, "landmarks.json"), "w") as f:
         json.dump(used, f, indent=1)
     with open(os.path.join(tmp, "failures.txt"), "w") as f:

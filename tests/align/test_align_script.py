@@ -69,16 +69,16 @@ def test_landmark_file_run_aligns_and_lists_failures(tmp_path, photos, capsys):
         ["--images", str(photos), "--landmarks", str(tmp_path / "lm.txt"), "--out", str(out)]
     )
     assert code == 0 and "2 faces aligned" in capsys.readouterr().out
-    assert sorted(os.listdir(out / "group")) == ["t1.jpg", "t1_1.jpg"]
+    assert sorted(os.listdir(out / "group")) == ["t1.png", "t1_1.png"]
     failures = (out / "failures.txt").read_text().splitlines()
     assert len(failures) == 1 and failures[0].startswith("broken.jpg\t")
     expected = align_face(read_image(str(photos / "group" / "t1.jpg")), T1_LANDMARKS[1])
-    crop = read_image(str(out / "group" / "t1_1.jpg"))
-    assert np.abs(crop.astype(float) - expected).mean() < 3.0  # JPEG round trip only
-    assert (
-        json.loads((out / "landmarks.json").read_text())["group/t1_1.jpg"]
-        == T1_LANDMARKS[1].tolist()
-    )
+    crop = read_image(str(out / "group" / "t1_1.png"))
+    assert np.array_equal(crop, expected)  # lossless: the crop as aligned, bit for bit
+    assert json.loads((out / "landmarks.json").read_text())["group/t1_1.png"] == {
+        "photo": "group/t1.jpg",
+        "landmarks": T1_LANDMARKS[1].tolist(),
+    }
     assert (
         align_script.main(
             ["--images", str(photos), "--landmarks", str(tmp_path / "lm.txt"), "--out", str(out)]
@@ -106,7 +106,9 @@ def test_detector_run_keeps_largest_face_and_lists_misses(tmp_path, photos, monk
     code = align_script.main(["--images", str(photos), "--detector", "det.onnx", "--out", str(out)])
     assert code == 0
     used = json.loads((out / "landmarks.json").read_text())
-    assert used == {"group/t1.jpg": T1_LANDMARKS[1].tolist()}
+    assert used == {
+        "group/t1.png": {"photo": "group/t1.jpg", "landmarks": T1_LANDMARKS[1].tolist()}
+    }
     reasons = dict(line.split("\t") for line in (out / "failures.txt").read_text().splitlines())
     assert reasons["blank.png"] == "no face detected" and "does not decode" in reasons["broken.jpg"]
 
@@ -123,3 +125,24 @@ def test_a_recognition_onnx_is_not_a_detector(tmp_path):
         load_detector(path)
     with pytest.raises(DataError, match="not found"):
         load_detector(str(tmp_path / "missing.onnx"))
+
+
+def test_jpeg_crops_on_request(tmp_path, photos, capsys):
+    write_formats(tmp_path)
+    base = ["--images", str(photos), "--landmarks", str(tmp_path / "lm.txt"), "--no-progress"]
+    sizes = {}
+    for quality in (50, 95):
+        out = tmp_path / f"q{quality}"
+        argv = [*base, "--format", "jpg", "--quality", str(quality), "--out", str(out)]
+        assert align_script.main(argv) == 0
+        assert sorted(os.listdir(out / "group")) == ["t1.jpg", "t1_1.jpg"]
+        data = (out / "group" / "t1_1.jpg").read_bytes()
+        assert data[:3] == b"\xff\xd8\xff"  # a JPEG file
+        sizes[quality] = len(data)
+        expected = align_face(read_image(str(photos / "group" / "t1.jpg")), T1_LANDMARKS[1])
+        crop = read_image(str(out / "group" / "t1_1.jpg")).astype(float)
+        assert 0 < np.abs(crop - expected).mean() < 6.0  # lossy, close
+    assert sizes[50] < sizes[95]  # --quality reaches the encoder
+    with pytest.raises(SystemExit):  # a PNG has no quality
+        align_script.main([*base, "--quality", "80", "--out", str(tmp_path / "x")])
+    assert "--format jpg only" in capsys.readouterr().err and not (tmp_path / "x").exists()
