@@ -59,7 +59,8 @@ def embed_pairs(embedder, pairs, batch_size: int = 64, progress: bool = True) ->
     """Flip-sum embeddings of the 2P images of a BinSource, in bin order."""
     from facebench.embed import embed_images
 
-    log.info("%s: embedding %d images (flip-sum)", pairs.path, len(pairs))
+    if progress:  # names the bar below
+        log.info("%s: embedding %d images (flip-sum)", pairs.path, len(pairs))
     return embed_images(embedder, pairs, batch_size, progress=progress)
 
 
