@@ -14,6 +14,7 @@ and the ratio (target >= 0.8).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.pack or make_pack(tmp, *((30, 20) if args.quick else (150, 20)))
+        size = (30, 20) if args.quick else (150, 20)
+        path = args.pack or make_pack(os.path.join(tmp, "pack"), *size)
         dataset = PackDataset(path)
         pack = dataset.pack
         count = min(args.images or len(pack), len(pack))
