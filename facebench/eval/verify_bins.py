@@ -1,9 +1,9 @@
 """Verification bins end to end: embed (or load embeddings), score, write one JSON per bin.
 
-:func:`verification_report` is THE way from a model and a pair source to a verification report
-(:func:`embed_pairs`, then :func:`score_pairs`); the training hook and the study call it, and
-:func:`verify_bins` (`facebench verify`, the hook's final reports) runs the same two steps per
-bin and adds the JSON files and the transfer table.
+:func:`scored_verification` is THE way from a model and a pair source to a verification report
+(:func:`embed_pairs`, then :func:`score_pairs`); the training hook and the study call it through
+:func:`verification_report`, and :func:`verify_bins` (`facebench verify`, the hook's final
+reports) calls it per bin and adds the JSON files and the transfer table.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def score_pairs(embeddings, pairs, name: str, model: str, source: str) -> Scored
     return ScoredPairs(report, cos, np.asarray(issame, dtype=bool))
 
 
-def verification_report(
+def scored_verification(
     embedder,
     pairs,
     *,
@@ -82,14 +82,19 @@ def verification_report(
     model: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
-) -> dict:
-    """The verification report of ``embedder`` on a pair source (a bin path or BinSource):
-    ``name`` (default: the bin's), ``bin``, ``model`` (default :func:`model_label`) and every
-    field of :func:`facebench.eval.verification.score_report`."""
+) -> ScoredPairs:
+    """THE way from an embedder and a pair source (a bin path or BinSource) to a verification
+    report: ``name`` (default: the bin's), ``bin``, ``model`` (default :func:`model_label`) and
+    every field of :func:`facebench.eval.verification.score_report`, with the pair cosines."""
     pairs = pair_source(pairs)
     emb = embed_pairs(embedder, pairs, batch_size, progress)
     model = model or model_label(embedder)
-    return score_pairs(emb, pairs, name or bin_name(pairs.path), model, pairs.path).report
+    return score_pairs(emb, pairs, name or bin_name(pairs.path), model, pairs.path)
+
+
+def verification_report(embedder, pairs, **options) -> dict:
+    """The report of :func:`scored_verification` (same options), without the pair cosines."""
+    return scored_verification(embedder, pairs, **options).report
 
 
 def write_verification_report(out_dir: str | os.PathLike, report: dict) -> str:
@@ -123,14 +128,19 @@ def verify_bins(
         raise EvalError(f"verify: two bins share a name: {names}")
     reports, scores = {}, {}
     for i, (pairs, name) in enumerate(zip(sources, names, strict=True)):
-        if embedder is not None:  # the steps of verification_report
-            emb = embed_pairs(embedder, pairs, batch_size, progress)
-            model, source = model_name or model_label(embedder), pairs.path
+        if embedder is not None:
+            scored = scored_verification(
+                embedder,
+                pairs,
+                name=name,
+                model=model_name,
+                batch_size=batch_size,
+                progress=progress,
+            )
         else:
             emb, _ = load_embeddings(embedding_paths[i])
-            model = model_name or embedding_paths[i]
             source = f"{embedding_paths[i]} for {pairs.path}"
-        scored = score_pairs(emb, pairs, name, model, source)
+            scored = score_pairs(emb, pairs, name, model_name or embedding_paths[i], source)
         report = scored.report
         write_verification_report(out_dir, report)
         reports[name] = report
