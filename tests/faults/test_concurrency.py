@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facebench.search.gallery import Gallery
+from facebench.train.checkpoint import latest_checkpoint
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
@@ -64,12 +65,13 @@ def test_a_second_train_on_a_run_in_use_is_refused(world, tmp_path, run_command,
     )
     try:
         deadline = time.monotonic() + 120
-        while not (run / "log.jsonl").exists():  # training has started and holds the lock
+        # training holds the lock and has a checkpoint, so only the lock can refuse a --resume
+        while latest_checkpoint(run / "checkpoints") is None:
             assert first.poll() is None, first.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.1)
         log_before = (run / "log.jsonl").stat().st_size
-        assert run_command("train", argv) == 2
+        assert run_command("train", [*argv, "--resume"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "run folder in use by another facebench process" in err[0], err
         assert (run / "log.jsonl").stat().st_size >= log_before  # still the first run's log
