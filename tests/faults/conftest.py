@@ -129,3 +129,21 @@ def writing_commands() -> set[str]:
     """Every subcommand of the CLI's parser that writes, and every data script."""
     scripts = {f"data_scripts/{p.name}" for p in (ROOT / "data_scripts").glob("*.py")}
     return (_subcommands(build_parser()) - WRITES_NOTHING) | scripts
+
+
+@pytest.fixture
+def one_line_error(capsys):
+    """``check(argv, *parts)``: ``argv`` fails with exit 2 and one ``facebench: error:`` line
+    holding every part (the line is returned)."""
+
+    def check(argv, *parts):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, err
+        line = err.strip().split("\n")[-1].split("\r")[-1]  # after any progress bar
+        assert line.startswith("facebench: error:") and err.count("facebench: error:") == 1, err
+        for part in parts:
+            assert part in line, line
+        return line
+
+    return check

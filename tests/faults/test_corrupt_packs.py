@@ -14,18 +14,6 @@ from facebench.data.recordio import IRHeader, pack_record
 CLASSES, PER_CLASS, SIDE = 4, 3, 16
 
 
-def one_line_error(capsys, argv, *parts):
-    """``argv`` fails with exit 2 and one ``facebench: error:`` line holding every part."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    line = err.strip().split("\n")[-1].split("\r")[-1]  # after any progress bar
-    assert line.startswith("facebench: error:") and err.count("facebench: error:") == 1, err
-    for part in parts:
-        assert part in line, line
-    return line
-
-
 @pytest.fixture
 def pack(tmp_path):
     """A 12-image InsightFace-layout pack of 16x16 JPEGs (keys 1..12, identities 13..16)."""
@@ -58,22 +46,22 @@ def replace_record(pack, key, payload):
     write_index(pack, table)
 
 
-def test_swapped_offsets_are_caught_by_the_header_key(pack, tmp_path, capsys):
+def test_swapped_offsets_are_caught_by_the_header_key(pack, tmp_path, one_line_error):
     table = index_of(pack)
     table[3], table[4] = table[4], table[3]
     write_index(pack, table)
     out = tmp_path / "f"
     one_line_error(
-        capsys, ["data", "to-folder", str(pack), "--out", str(out)], "train.rec: key 3", "record 4"
+        ["data", "to-folder", str(pack), "--out", str(out)], "train.rec: key 3", "record 4"
     )
     assert not out.exists()
 
 
 @pytest.mark.parametrize("lines", [0, 1])
-def test_empty_or_one_line_index_is_an_error(pack, capsys, lines):
+def test_empty_or_one_line_index_is_an_error(pack, one_line_error, lines):
     table = index_of(pack)
     write_index(pack, {0: table[0]} if lines else {})
-    one_line_error(capsys, ["data", "info", str(pack)], "train.idx" if not lines else "key")
+    one_line_error(["data", "info", str(pack)], "train.idx" if not lines else "key")
 
 
 @pytest.mark.parametrize(
@@ -85,14 +73,14 @@ def test_empty_or_one_line_index_is_an_error(pack, capsys, lines):
     ],
 )
 def test_bad_image_is_an_error_or_skipped_and_listed(
-    pack, tmp_path, capsys, caplog, damage, message
+    pack, tmp_path, capsys, caplog, damage, message, one_line_error
 ):
     from facebench.data.packs import FacePack
 
     jpeg, label = FacePack(str(pack)).read_encoded(5)
     replace_record(pack, 5, pack_record(IRHeader(0, float(label), 5, 0), damage(jpeg)))
     out = tmp_path / "f"
-    one_line_error(capsys, ["data", "to-folder", str(pack), "--out", str(out)], "key 5", message)
+    one_line_error(["data", "to-folder", str(pack), "--out", str(out)], "key 5", message)
     assert not out.exists()
     assert main(["data", "to-folder", str(pack), "--out", str(out), "--skip-bad"]) == 0
     assert "11 images" in capsys.readouterr().out
@@ -102,7 +90,7 @@ def test_bad_image_is_an_error_or_skipped_and_listed(
     assert len(written) == 11 and "05.jpg" not in written
 
 
-def test_skip_bad_bin_leaves_out_the_pair_and_renumbers(tmp_path, capsys, caplog):
+def test_skip_bad_bin_leaves_out_the_pair_and_renumbers(tmp_path, capsys, caplog, one_line_error):
     import pickle
 
     rng = np.random.default_rng(2)
@@ -111,9 +99,7 @@ def test_skip_bad_bin_leaves_out_the_pair_and_renumbers(tmp_path, capsys, caplog
     with open(tmp_path / "b.bin", "wb") as f:
         pickle.dump((images, [True, False, True]), f, protocol=2)
     out = tmp_path / "pairs"
-    one_line_error(
-        capsys, ["data", "bin-to-folder", str(tmp_path / "b.bin"), "--out", str(out)], "image 3"
-    )
+    one_line_error(["data", "bin-to-folder", str(tmp_path / "b.bin"), "--out", str(out)], "image 3")
     assert main(["data", "bin-to-folder", str(tmp_path / "b.bin"), "--out", str(out),
                  "--skip-bad"]) == 0  # fmt: skip
     assert "2 pairs" in capsys.readouterr().out
@@ -133,21 +119,21 @@ def test_skip_bad_bin_leaves_out_the_pair_and_renumbers(tmp_path, capsys, caplog
         ("4,16,70000", "impossible values"),
     ],
 )
-def test_impossible_property_file(pack, capsys, text, part):
+def test_impossible_property_file(pack, one_line_error, text, part):
     (pack / "property").write_text(text + "\n")
-    one_line_error(capsys, ["data", "info", str(pack)], "property", part)
+    one_line_error(["data", "info", str(pack)], "property", part)
 
 
-def test_image_size_must_match_the_property(pack, capsys):
+def test_image_size_must_match_the_property(pack, one_line_error):
     (pack / "property").write_text(f"{CLASSES},{SIDE},{SIDE + 1}\n")
-    one_line_error(capsys, ["data", "info", str(pack)], "key 1", "16x16", "16x17")
+    one_line_error(["data", "info", str(pack)], "key 1", "16x16", "16x17")
 
 
 @pytest.mark.parametrize("label", [7.0, -1.0, 2.5, float("nan")])
-def test_label_outside_the_classes(pack, capsys, label):
+def test_label_outside_the_classes(pack, one_line_error, label):
     image = encode_image(np.zeros((SIDE, SIDE, 3), np.uint8))
     replace_record(pack, 1, pack_record(IRHeader(0, label, 1, 0), image))
-    one_line_error(capsys, ["data", "info", str(pack)], "key 1", "is not a class")
+    one_line_error(["data", "info", str(pack)], "key 1", "is not a class")
 
 
 def test_identity_range_outside_the_images(pack, capsys):

@@ -17,18 +17,6 @@ from facebench.errors import DataError
 DIM, PEOPLE = 8, 6
 
 
-def one_line_error(capsys, argv, *parts):
-    """``argv`` fails with exit 2 and one ``facebench: error:`` line holding every part."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    line = err.strip().split("\n")[-1].split("\r")[-1]  # after any progress bar
-    assert line.startswith("facebench: error:") and err.count("facebench: error:") == 1, err
-    for part in parts:
-        assert part in line, line
-    return line
-
-
 def reference_unit(rows: np.ndarray) -> np.ndarray:
     """Slow and obvious: each value over ``math.hypot`` of its row (exact scaling, no overflow)."""
     return np.array([[v / math.hypot(*row) for v in row] for row in rows.tolist()])
@@ -121,13 +109,13 @@ COMMANDS = ("verify", "index build", "index add", "identify gallery", "identify 
 @pytest.mark.parametrize(
     ("value", "message"), [(np.nan, "row 5 is not finite"), (0.0, "row 5 is all zeros")]
 )
-def test_every_consumer_applies_the_same_rule(files, capsys, command, value, message):
+def test_every_consumer_applies_the_same_rule(files, one_line_error, command, value, message):
     rows = np.load(files["pairs"] if command == "verify" else files["gallery"])
     rows[5] = value
     bad = save(files["dir"] / "bad.npy", rows, range(len(rows)))
     index = files["dir"] / "g.index"
     before = index.read_bytes()
-    one_line_error(capsys, command_line(command, files, bad), f"{bad}: embedding {message}")
+    one_line_error(command_line(command, files, bad), f"{bad}: embedding {message}")
     assert index.read_bytes() == before  # index add changed nothing
     assert not (files["dir"] / "out").exists() and not (files["dir"] / "out.json").exists()
 
