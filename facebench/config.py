@@ -95,6 +95,7 @@ class TrainConfig:
     amp: str = field(default="none", metadata=_choice("none", "auto", "bf16", "fp16"))
     nonfinite: str = field(default="stop", metadata=_choice("stop", "skip"))
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
+    channels_last: bool = False  # NHWC activations: faster convolutions (oneDNN CPUs, tensor cores)
     seed: int = 0
     log_every: int = field(default=50, metadata={"min": 1})
     checkpoint_every: int = field(default=0, metadata={"min": 0})  # steps; 0: each epoch

@@ -160,6 +160,8 @@ class Trainer:
         ).to(self.device)
         if t.sync_bn and ctx.world_size > 1:
             self.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.backbone = self.backbone.to(memory_format=self.memory_format)
         head_args = (recipe.head.name, recipe.model.embedding_size, self.num_classes)
         if ctx.group is None:
             self.head = build_head(*head_args, **recipe.head.params)
@@ -273,6 +275,7 @@ class Trainer:
             if self.recipe.data.random_flip:
                 flip = self.sampler.flips(epoch, in_epoch, index).to(self.device)
                 images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            images = images.contiguous(memory_format=self.memory_format)
             last = index == parts - 1
             no_sync = getattr(self.model, "no_sync", None)
             sync = contextlib.nullcontext() if last or no_sync is None else no_sync()

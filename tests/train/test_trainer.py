@@ -216,3 +216,50 @@ def test_cli_trains_and_reports_bad_recipes_in_one_line(recipe_file, data_root, 
         f"facebench: error: {bad}: unknown key 'optim.lrr' (known here: name, lr, "
         "momentum, nesterov, weight_decay, betas, eps)"
     ]
+
+
+def test_channels_last_trains_the_same_model_in_nhwc_layout(recipe_file, data_root, tmp_path):
+    # only the memory layout changes: the losses follow the default layout's to float rounding,
+    # and the saved model loads and embeds like any other
+    from facebench.models.artifact import load_model_artifact
+
+    sets = ["train.max_steps=6", "eval.bins=[]", "output.tensorboard=false"]
+    plain = _run(recipe_file, data_root, tmp_path / "plain", *sets)
+    nhwc = _run(recipe_file, data_root, tmp_path / "nhwc", *sets, "train.channels_last=true")
+    np.testing.assert_allclose(nhwc.losses, plain.losses, rtol=1e-4)
+    a, _ = load_model_artifact(tmp_path / "plain" / "model.pt")
+    b, _ = load_model_artifact(tmp_path / "nhwc" / "model.pt")
+    x = torch.randn(2, 3, 32, 32)
+    unit = torch.nn.functional.normalize
+    torch.testing.assert_close(unit(b(x)), unit(a(x)), rtol=0, atol=1e-3)
+
+
+class _LayoutProbe(Hook):
+    """Records whether the (k > 1) conv weights and the training batches are NHWC."""
+
+    def __init__(self):
+        self.weights, self.batches = [], []
+
+    def on_start(self, trainer):
+        convs = [
+            m.weight
+            for m in trainer.backbone.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)  # 1x1: both layouts
+        ]
+        self.weights = [w.is_contiguous(memory_format=torch.channels_last) for w in convs]
+        trainer.backbone.register_forward_pre_hook(self._look)
+
+    def _look(self, module, args):
+        if module.training:  # evaluation batches may come in either layout
+            self.batches.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_channels_last_puts_weights_and_batches_in_nhwc(
+    recipe_file, data_root, tmp_path, channels_last
+):
+    probe = _LayoutProbe()
+    sets = ["train.max_steps=2", "eval.bins=[]", f"train.channels_last={channels_last}"]
+    _run(recipe_file, data_root, tmp_path / "run", *sets, hooks=[probe])
+    assert probe.weights and set(probe.weights) == {channels_last}
+    assert probe.batches and set(probe.batches) == {channels_last}
