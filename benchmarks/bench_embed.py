@@ -56,6 +56,7 @@ def calibrate_batchnorm(module: torch.nn.Module, batch: np.ndarray) -> None:
     """Set BN running statistics from real faces, so a randomly initialised deep net gives
     embeddings of a trained net's scale (iResNet50 at init overflows float32 otherwise)."""
     from facebench.data.images import DEFAULT_CONVENTION
+    from facebench.data.model_input import model_input
 
     for m in module.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -63,7 +64,7 @@ def calibrate_batchnorm(module: torch.nn.Module, batch: np.ndarray) -> None:
             m.momentum = None  # cumulative average over the calibration passes
     module.train()
     with torch.no_grad():
-        module(torch.from_numpy(DEFAULT_CONVENTION.apply(batch)))
+        module(model_input(torch.from_numpy(batch), DEFAULT_CONVENTION))
     module.eval()
 
 

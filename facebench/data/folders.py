@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from facebench.data.images import (
-    DEFAULT_CONVENTION,
-    InputConvention,
-    decode_image,
-    hflip,
-    read_bytes,
-    read_image,
-    to_tensor,
-)
+from facebench.data.images import decode_image, hflip, read_bytes, read_image
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.data.skipping import BadItems
 from facebench.errors import DataError
@@ -44,28 +37,23 @@ def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
 
 
 class ImageFolderDataset(Dataset):
-    """Images of ``root/<identity>/<image>`` as ``(float32 (3, H, W) in [-1, 1], label)``."""
+    """Images of ``root/<identity>/<image>`` as ``(uint8 RGB (H, W, 3), label)``, like
+    :class:`facebench.data.packs.PackDataset`."""
 
-    def __init__(
-        self,
-        root: str,
-        random_flip: bool = False,
-        convention: InputConvention = DEFAULT_CONVENTION,
-    ):
+    def __init__(self, root: str, random_flip: bool = False):
         self.root = str(root)
         self.classes, self.samples = list_image_folder(self.root)
         self.random_flip = random_flip
-        self.convention = convention
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         path, label = self.samples[index]
         rgb = read_image(path)
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
-        return to_tensor(rgb, self.convention), label
+        return rgb, label
 
 
 def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int, int]:

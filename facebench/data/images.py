@@ -1,6 +1,7 @@
 """Image decoding and the model input convention: the one place colour order lives.
 
-Images inside facebench are ``uint8`` RGB arrays of shape ``(H, W, 3)`` (or ``(N, H, W, 3)``).
+Images inside facebench are ``uint8`` RGB arrays of shape ``(H, W, 3)`` (or ``(N, H, W, 3)``) up
+to the model's door: :func:`facebench.data.model_input.model_input` turns a batch into model input.
 InsightFace packs store JPEGs encoded from BGR, so decoding goes through OpenCV and swaps to RGB;
 encoding swaps back, so packs written here read the same in InsightFace's own tools.
 """
@@ -43,24 +44,6 @@ class InputConvention:
             std=float(data["std"]),
             size=(int(data["size"][0]), int(data["size"][1])),
         )
-
-    def apply(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 RGB ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` as the model expects."""
-        batch = np.asarray(rgb)
-        if batch.ndim != 4 or batch.shape[-1] != 3:
-            raise DataError(f"expected images of shape (N, H, W, 3), got {batch.shape}")
-        if tuple(batch.shape[1:3]) != self.size:
-            raise DataError(
-                f"images are {batch.shape[1]}x{batch.shape[2]}, the model expects "
-                f"{self.size[0]}x{self.size[1]}"
-            )
-        if self.color == "BGR":
-            batch = batch[..., ::-1]
-        # Reorder the uint8 pixels first (a quarter of the bytes), then scale in place.
-        out = np.ascontiguousarray(batch.transpose(0, 3, 1, 2)).astype(np.float32)
-        out -= np.float32(self.mean)
-        out /= np.float32(self.std)
-        return out
 
 
 #: The convention of facebench and InsightFace recognition models: RGB, (x/255 - 0.5)/0.5, 112x112.
@@ -107,10 +90,3 @@ def encode_image(rgb: np.ndarray, ext: str = ".jpg", quality: int = 95) -> bytes
 def hflip(rgb: np.ndarray) -> np.ndarray:
     """Horizontal flip of ``(H, W, 3)`` or ``(N, H, W, 3)`` images."""
     return np.ascontiguousarray(rgb[..., ::-1, :])
-
-
-def to_tensor(rgb: np.ndarray, convention: InputConvention = DEFAULT_CONVENTION):
-    """uint8 RGB ``(H, W, 3)`` -> float32 tensor ``(3, H, W)`` normalized by ``convention``."""
-    import torch  # here, so image work in worker processes does not pay torch's import
-
-    return torch.from_numpy(convention.apply(rgb[None])[0])

@@ -15,13 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facebench.data.images import (
-    DEFAULT_CONVENTION,
-    InputConvention,
-    decode_image,
-    hflip,
-    to_tensor,
-)
+from facebench.data.images import decode_image, hflip
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
 from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
@@ -254,26 +248,24 @@ def write_face_pack(
 
 
 class PackDataset(Dataset):
-    """Images of a pack as ``(float32 (3, H, W) in [-1, 1], label)``; optional random flip."""
+    """Images of a pack as ``(uint8 RGB (H, W, 3), label)``; optional random flip.
 
-    def __init__(
-        self,
-        path: str,
-        random_flip: bool = False,
-        convention: InputConvention = DEFAULT_CONVENTION,
-    ):
+    The default collate stacks them into a uint8 ``(N, H, W, 3)`` batch (in shared memory when
+    DataLoader workers read); :func:`facebench.data.model_input.model_input` turns a batch into
+    model input on the device."""
+
+    def __init__(self, path: str, random_flip: bool = False):
         self.pack = FacePack(path)
         self.random_flip = random_flip
-        self.convention = convention
 
     def __len__(self) -> int:
         return len(self.pack)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         rgb, label = self.pack.read_sample(int(self.pack.image_keys[index]))
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
-        return to_tensor(rgb, self.convention), label
+        return rgb, label
 
 
 def check_pack_folder(directory: str) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from facebench.data.images import DEFAULT_CONVENTION, InputConvention
+from facebench.data.model_input import model_input
 from facebench.embed.onnx_convention import (
     MODEL_NAME_METADATA_KEY,
     check_onnx_input,
@@ -26,7 +27,8 @@ class TorchEmbedder:
     """A PyTorch backbone run in eval mode; ``amp_dtype`` (bf16/fp16) runs it under autocast.
 
     Each :meth:`embed` switches the module to eval mode and back to the mode it found it in,
-    also when the forward pass raises, so a live training backbone can be evaluated."""
+    also when the forward pass raises, so a live training backbone can be evaluated;
+    ``channels_last`` feeds it NHWC-laid-out batches (for a module trained that way)."""
 
     def __init__(
         self,
@@ -35,8 +37,10 @@ class TorchEmbedder:
         device: str = "cpu",
         amp_dtype: torch.dtype | None = None,
         name: str = "torch",
+        channels_last: bool = False,
     ):
         self.device = torch.device(device)
+        self.channels_last = channels_last
         self.module = module.to(self.device)
         self.convention = convention
         self.amp_dtype = amp_dtype
@@ -45,7 +49,9 @@ class TorchEmbedder:
     @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> np.ndarray:
         """Embeddings (not normalized) of a uint8 RGB ``(N, H, W, 3)`` batch."""
-        batch = torch.from_numpy(self.convention.apply(rgb)).to(self.device)
+        batch = model_input(
+            _uint8_tensor(rgb, self.device), self.convention, channels_last=self.channels_last
+        )
         modes = [(m, m.training) for m in self.module.modules()]
         self.module.eval()
         try:
@@ -91,7 +97,7 @@ class OnnxEmbedder:
 
     def embed(self, rgb: np.ndarray) -> np.ndarray:
         """Embeddings (not normalized) of a uint8 RGB ``(N, H, W, 3)`` batch."""
-        blob = self.convention.apply(rgb)
+        blob = model_input(_uint8_tensor(rgb, "cpu"), self.convention).numpy()
         if self.fixed_batch is None or self.fixed_batch == len(blob):
             return self._run(blob)
         if self.fixed_batch != 1:
@@ -101,6 +107,11 @@ class OnnxEmbedder:
     def _run(self, blob: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output_name], {self.input_name: blob})[0]
         return np.asarray(out, dtype=np.float32).reshape(len(blob), -1)
+
+
+def _uint8_tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    """A uint8 NHWC array as a tensor on ``device`` (shared with the array on the CPU)."""
+    return torch.as_tensor(np.ascontiguousarray(rgb), device=device)
 
 
 def _onnx_providers(device: str, available: list[str]) -> list[str]:

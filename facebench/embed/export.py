@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from facebench.data.images import DEFAULT_CONVENTION, InputConvention
+from facebench.data.model_input import model_input
 from facebench.embed.onnx_convention import CONVENTION_METADATA_KEY, MODEL_NAME_METADATA_KEY
 from facebench.errors import DataError, ModelError
 from facebench.fileio import atomic_path
@@ -96,7 +97,7 @@ def export_onnx(
     ).eval()  # a new wrapper starts in train mode, and the exporter restores the mode it found
     onnx_conv = InputConvention("RGB", 127.5, 127.5, convention.size)
     with atomic_path(out_path, suffix=".onnx") as tmp:
-        example = torch.from_numpy(onnx_conv.apply(images[:2]))
+        example = model_input(torch.from_numpy(images[:2]), onnx_conv)
         with torch.no_grad():
             torch.onnx.export(
                 wrapped,
@@ -119,10 +120,11 @@ def export_onnx(
         onnx.save(graph, tmp)
 
         with torch.no_grad():
-            expected = cpu_module(torch.from_numpy(convention.apply(images))).numpy()
+            expected = cpu_module(model_input(torch.from_numpy(images), convention)).numpy()
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images)})[0]
-        single = session.run([OUTPUT_NAME], {INPUT_NAME: onnx_conv.apply(images[:1])})[0]
+        blob = model_input(torch.from_numpy(images), onnx_conv).numpy()
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: blob})[0]
+        single = session.run([OUTPUT_NAME], {INPUT_NAME: blob[:1]})[0]
         max_diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
         log.debug(
             "onnxruntime vs PyTorch on %d images: max abs difference %.3g", len(images), max_diff

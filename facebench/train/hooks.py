@@ -213,6 +213,7 @@ class VerificationHook(Hook):
             str(trainer.device),
             trainer.amp_dtype,
             name=trainer.recipe.model.backbone,
+            channels_last=trainer.recipe.train.channels_last,
         )
         if write_reports:
             out = trainer.run_dir / "reports"

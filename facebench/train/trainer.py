@@ -148,9 +148,8 @@ class Trainer:
         _seed_everything(t.seed)
 
         pack_path = resolve_data_path(recipe.data.train, data_root, "data.train")
-        probe = PackDataset(str(pack_path))
-        self.convention = InputConvention(size=_image_size(probe))
-        self.dataset = PackDataset(str(pack_path), random_flip=False, convention=self.convention)
+        self.dataset = PackDataset(str(pack_path))  # uint8 images; flips and floats on the device
+        self.convention = InputConvention(size=_image_size(self.dataset))
         self.num_classes = self.dataset.pack.num_classes
         if ctx.is_main:
             self._check_bins()
@@ -259,7 +258,9 @@ class Trainer:
         )
 
     def train_step(self, micro_batches: list) -> dict:
-        """One optimizer step over this rank's micro-batches; returns the step's log fields."""
+        """One optimizer step over this rank's micro-batches (uint8 NHWC images and labels);
+        returns the step's log fields."""
+        from facebench.data.model_input import model_input
         from facebench.heads.distributed import compensate_ddp_averaging
 
         t = self.recipe.train
@@ -270,12 +271,13 @@ class Trainer:
         parts = len(micro_batches)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         for index, (images, labels) in enumerate(micro_batches):
-            images = images.to(self.device, non_blocking=True)
+            flip = (
+                self.sampler.flips(epoch, in_epoch, index) if self.recipe.data.random_flip else None
+            )
+            images = model_input(
+                images.to(self.device, non_blocking=True), self.convention, flip, t.channels_last
+            )
             labels = labels.to(self.device, non_blocking=True)
-            if self.recipe.data.random_flip:
-                flip = self.sampler.flips(epoch, in_epoch, index).to(self.device)
-                images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-            images = images.contiguous(memory_format=self.memory_format)
             last = index == parts - 1
             no_sync = getattr(self.model, "no_sync", None)
             sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
