@@ -154,3 +154,16 @@ def test_embedding_matches_the_per_image_path(real_faces, convention, monkeypatc
     monkeypatch.setattr("facebench.embed.embedders.model_input", old_batch_input)
     old = embed_images(TorchEmbedder(module, convention), faces, batch_size=4, progress=False)
     assert np.array_equal(new, old)
+
+
+def test_embedder_feeds_channels_last_batches_when_asked(real_faces):
+    module = build_backbone("tiny_face", 16, widths=[8, 16], blocks=[1, 1]).eval()
+    seen = []
+    module.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    faces = real_faces.numpy()
+    plain = TorchEmbedder(module).embed(faces)
+    nhwc = TorchEmbedder(module.to(memory_format=torch.channels_last), channels_last=True)
+    np.testing.assert_allclose(nhwc.embed(faces), plain, rtol=1e-4, atol=1e-5)
+    assert seen == [False, True]
