@@ -42,7 +42,7 @@ from facebench.quickstart import (
 )
 
 LEARNING_RATES = (0.001, 0.003)
-SCALES = (16.0, 32.0)
+SCALES = (8.0, 16.0)
 #: SoftMax (linear logits) has no scale: the same number of runs spent on learning rates.
 SOFTMAX_LEARNING_RATES = (0.0005, 0.001, 0.003, 0.006)
 TUNE_STREAM = 4  # image numbers 4000+: no other synthetic bin or split uses them

@@ -124,3 +124,20 @@ def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ConfigError, match="--workers must be at least 1"):
         quickstart.run_quickstart(tmp_path / "out", tmp_path / "data", "quick", workers=0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("size", sorted(quickstart.SIZES))
+def test_every_size_ends_training_on_the_study_lr_tail(size):
+    """The LR falls tenfold at the study's fractions of training; at the default size the last
+    two whole epochs (the two the plateau rule compares) both run at the lowest LR."""
+    from facebench.config import load_recipe
+    from facebench.study.runs import LR_DROPS
+
+    overrides = quickstart.SIZES[size].overrides
+    for head in quickstart.HEADS:
+        recipe = load_recipe(quickstart.default_recipes_dir() / "synth" / f"{head}.yaml", overrides)
+        epochs = recipe.train.epochs
+        assert recipe.schedule.name == "multistep" and recipe.schedule.gamma == 0.1
+        assert recipe.schedule.milestones == pytest.approx([epochs * f for f in LR_DROPS])
+        if size == "default":
+            assert recipe.schedule.milestones[-1] <= int(epochs) - 2
