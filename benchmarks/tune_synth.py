@@ -1,8 +1,8 @@
 """Choose the `recipes/synth/` settings of each quickstart head by one procedure, equal budget.
 
 Every head gets the same number of training runs on the quickstart's own training pack, each of
-``--epochs`` epochs (default: the quickstart's, `recipes/synth/base.yaml`; the run recorded in
-docs/training.md used half of them, for time), each run scored on `synth_tune.bin`: an
+``--epochs`` epochs (default: the quickstart's, `recipes/synth/base.yaml`, with its schedule;
+the run recorded in docs/training.md used them), each run scored on `synth_tune.bin`: an
 open-set bin of 100 synthetic identities that neither the training pack nor the bins the
 quickstart reports (`synth_val`, `synth_hard`, the identification gallery) contain.
 
@@ -40,6 +40,7 @@ from facebench.quickstart import (
     map_in_processes,
     train_with_plateau_report,
 )
+from facebench.study.runs import LR_DROPS
 
 LEARNING_RATES = (0.001, 0.003)
 SCALES = (8.0, 16.0)
@@ -81,7 +82,9 @@ def one_run(task: tuple) -> dict:
     shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
     started, cpu = time.perf_counter(), time.process_time()
     overrides = [f"data.train={data.name}", f"eval.bins=[{bin_path}]"]
-    overrides += [f"train.epochs={epochs}"] if epochs else []
+    if epochs:  # shortened: the same LR tail, at the same fractions of training
+        milestones = ",".join(f"{epochs * fraction:g}" for fraction in LR_DROPS)
+        overrides += [f"train.epochs={epochs}", f"schedule.milestones=[{milestones}]"]
     overrides += [f"{k}={v}" for k, v in setting.items()]
     recipe = default_recipes_dir() / "synth" / f"{head}.yaml"
     training = train_with_plateau_report(recipe, run_dir, data.parent, overrides, "cpu")
