@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -96,23 +97,101 @@ def exact_top1(shard_paths: list[str], probes: np.ndarray, subset: int) -> np.nd
     return row
 
 
+class PhaseMemory:
+    """Peak anonymous and file-backed resident memory (``/proc/self/status``, sampled every 20
+    ms by a thread) per phase of the build: the functions named in :data:`PHASES` mark them."""
+
+    FIELDS = ("RssAnon", "RssFile")
+
+    def __init__(self):
+        self.phase = "import"
+        self.peaks: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _now(self) -> list[float]:
+        with open("/proc/self/status") as f:
+            rows = dict(line.split(":", 1) for line in f)
+        return [int(rows[k].split()[0]) / 2**20 for k in self.FIELDS]  # kB -> GiB
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.record()
+
+    def record(self) -> None:
+        now = self._now()
+        peak = self.peaks.setdefault(self.phase, [0.0, 0.0, 0.0])
+        peak[:] = [max(peak[0], now[0]), max(peak[1], now[1]), max(peak[2], sum(now))]
+
+    def enter(self, phase: str) -> None:
+        self.record()
+        self.phase = phase
+        self.record()
+
+    def wrap(self, owner, name: str) -> None:
+        """Make ``owner.name`` (a function or method) a phase of its own while it runs."""
+        inner = getattr(owner, name)
+
+        def marked(*args, **kwargs):
+            outer = self.phase
+            self.enter(name)
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.enter(outer)
+
+        setattr(owner, name, marked)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        self.record()
+        return {k: [round(v, 3) for v in p] for k, p in self.peaks.items()}
+
+
+#: The build's phases: (module, attribute, function or method) marked by :class:`PhaseMemory`.
+PHASES = (
+    ("facebench.search.service", None, "open_shards"),
+    ("facebench.search.service", None, "_shard_identities"),
+    ("facebench.search.service", None, "sample_rows"),
+    ("facebench.search.gallery", "Gallery", "train"),
+    ("facebench.search.service", None, "_stream_into"),
+    ("facebench.search.gallery", "Gallery", "save"),
+)
+
+
+def mark_phases(memory: PhaseMemory) -> None:
+    import importlib
+
+    for module, cls, name in PHASES:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        if hasattr(owner, name):
+            memory.wrap(owner, name)
+
+
 def child(task: dict) -> None:
     """Run one task, print its result with wall seconds and peak RSS as JSON on the last line:
     ``cli`` runs a facebench command; ``search`` loads a gallery and searches the probes."""
     result = {}
     start = time.perf_counter()
     if task["kind"] == "cli":
+        memory = PhaseMemory()
         from facebench.cli import main
 
+        memory.enter("cli")
+        mark_phases(memory)
         result["code"] = main(task["argv"])
+        result["phases"] = memory.stop()
     else:
-        from facebench.embed.extract import l2_normalize
+        from facebench.embedding_rows import unit_rows
         from facebench.search import Gallery
 
         gallery = Gallery.load(task["index"])
         gallery.set_search_params(f"nprobe={task['nprobe']}")
         result["load_seconds"] = time.perf_counter() - start
-        probes = l2_normalize(np.load(task["probes"]))
+        probes = unit_rows(np.load(task["probes"]), task["probes"])
         searched = time.perf_counter()
         _, rows = gallery.index.search(probes, 1)
         result["search_seconds"] = time.perf_counter() - searched
@@ -146,6 +225,11 @@ def main() -> None:
         help="probes come from (and exact search covers) the first rows",
     )
     parser.add_argument("--folder", help="work folder (default: a temporary one, removed)")
+    parser.add_argument(
+        "--keep-shards",
+        metavar="DIR",
+        help="write the shards and probes into DIR and keep them; reuse them when present",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -153,24 +237,32 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         start = time.perf_counter()
-        shards = write_shards(folder, args.rows, args.dim, args.shards)
-        probes_path = write_probes(folder, shards, args.probes, args.subset)
+        data = args.keep_shards or folder
+        os.makedirs(data, exist_ok=True)
+        shards = [os.path.join(data, f"shard{s:02d}.npy") for s in range(args.shards)]
+        probes_path = os.path.join(data, "probes.npy")
+        if not (args.keep_shards and all(map(os.path.exists, [*shards, probes_path]))):
+            shards = write_shards(data, args.rows, args.dim, args.shards)
+            probes_path = write_probes(data, shards, args.probes, args.subset)
         size = sum(os.path.getsize(p) for p in shards) / 2**30
         print(f"{args.rows:,} x {args.dim} in {args.shards} shards ({size:.2f} GiB float32),")
-        print(f"written in {time.perf_counter() - start:.0f} s")
+        print(f"written in {time.perf_counter() - start:.0f} s", flush=True)
         index = os.path.join(folder, "gallery.index")
         argv = ["index", "build", "--embeddings", *shards, "--out", index, "--on-disk"]
         build = run_child({"kind": "cli", "argv": [*argv, "--factory", args.factory]})
         lists = os.path.getsize(index + ".ivfdata")
         used = os.stat(index + ".ivfdata").st_blocks * 512
-        task = {"kind": "search", "index": index, "probes": probes_path, "nprobe": args.nprobe}
-        search = run_child(task)
-        want = exact_top1(shards, np.load(probes_path), args.subset)
-        recall = float(np.mean(np.array(search["rows"]) == want))
         index_mib = os.path.getsize(index) / 2**20
         print(f"{args.factory} --on-disk: index file {index_mib:.1f} MiB, lists file")
         print(f"{lists / 2**30:.2f} GiB apparent, {used / 2**30:.2f} GiB on disk")
         print(f"build: {build['seconds']:.0f} s, peak RSS {build['peak_gib']:.2f} GiB")
+        print("build phases, peak GiB resident (anonymous, file-backed, sum):")
+        for phase, (anon, mapped, both) in build["phases"].items():
+            print(f"  {phase:<18} {anon:6.2f} {mapped:6.2f} {both:6.2f}", flush=True)
+        task = {"kind": "search", "index": index, "probes": probes_path, "nprobe": args.nprobe}
+        search = run_child(task)
+        want = exact_top1(shards, np.load(probes_path), args.subset)
+        recall = float(np.mean(np.array(search["rows"]) == want))
         qps = args.probes / search["search_seconds"]
         print(
             f"search: load {search['load_seconds']:.1f} s, {args.probes} probes at "

@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
 
 def _summary(gallery) -> str:
-    people = len(set(gallery.identities.tolist()))
+    people = gallery.identity_count()
     where = f", lists on disk in {gallery.lists_path}" if gallery.lists_path else ""
     return f"{len(gallery)} x {gallery.dim} ({gallery.factory}), {people} identities{where}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 
@@ -15,8 +16,12 @@ from facebench.fileio import atomic_file
 #: The decision for a probe whose best cosine is not above the threshold.
 UNKNOWN = "unknown"
 
-_MAGIC = b"FBGALLERY\x01"
+#: Format 2: identities as int64 codes in a binary section (memory-mapped when loaded).
+_MAGIC = b"FBGALLERY\x02"
+#: Format 1 (still read): identities as one JSON list in the header.
+_MAGIC_V1 = b"FBGALLERY\x01"
 _CHUNK = 65536
+_ALIGN = 64  # binary sections start at multiples of this many bytes
 
 
 def as_identities(identities, count: int) -> np.ndarray:
@@ -33,6 +38,20 @@ def as_identities(identities, count: int) -> np.ndarray:
     raise DataError(f"gallery: identities must be integers or strings, got {ids.dtype}")
 
 
+def _madvise_dontneed(address: int, size: int) -> None:
+    """Unmap the resident pages of a shared file mapping from this process (Linux; the data
+    stays in the kernel's page cache and reaches the file); a no-op where unsupported."""
+    import ctypes
+    import mmap
+
+    if not hasattr(mmap, "MADV_DONTNEED") or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.madvise(address, size, mmap.MADV_DONTNEED) != 0:
+        raise OSError(ctypes.get_errno(), "madvise failed")
+
+
 class Gallery:
     """Embeddings in a faiss index built from a factory string, with one identity per row."""
 
@@ -47,7 +66,11 @@ class Gallery:
             self.index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             raise DataError(f"gallery: faiss cannot build factory {factory!r}") from exc
-        self.identities = np.zeros(0, dtype=np.int64)
+        #: Per row: its identity (integer identities) or the position of its identity in
+        #: ``names`` (string identities); a read-only memory map (int32 or int64, as saved) in
+        #: a loaded gallery.
+        self.codes = np.zeros(0, dtype=np.int64)
+        self.names: np.ndarray | None = None  # sorted distinct string identities
         self.lists_path: str | None = None  # the inverted-lists file of an on-disk IVF index
         self.device = "cpu"
 
@@ -95,21 +118,47 @@ class Gallery:
         """Append ``count`` rows arriving as an iterable of arrays (e.g. streamed from files)
         with their identities; the index must be trained. Resident memory: one chunk."""
         ids = as_identities(identities, count)
-        if len(self) and ids.dtype.kind != self.identities.dtype.kind:
-            raise DataError(
-                f"gallery add: identities are {ids.dtype}, the gallery holds "
-                f"{self.identities.dtype}"
-            )
+        if len(self) and ids.dtype.kind != self._kind:
+            held = "integers" if self.names is None else "strings"
+            raise DataError(f"gallery add: identities are {ids.dtype}, the gallery holds {held}")
         if not self.index.is_trained:
             raise DataError(f"gallery: {self.factory!r} must be trained before adding")
         self._reserve_on_disk(count)
         added = 0
         for chunk in chunks:
             self.index.add(self._unit(self._check(chunk, "gallery add")))
+            self._release_lists_pages()
             added += len(chunk)
         if added != count:
             raise DataError(f"gallery add: {added} embeddings arrived, {count} were announced")
-        self.identities = np.concatenate([self.identities, ids]) if len(self) > added else ids
+        self._append_identities(ids, keep=len(self) > added)
+
+    def _append_identities(self, ids: np.ndarray, keep: bool) -> None:
+        """Codes of ``ids`` after those of the rows already held (``keep``), names merged."""
+        if not keep:
+            self.codes, self.names = np.zeros(0, dtype=np.int64), None
+        if ids.dtype.kind == "i":
+            self.codes = np.concatenate([self.codes, ids])
+            return
+        old = self.names if self.names is not None else np.zeros(0, dtype=str)
+        names = np.union1d(old, ids)
+        moved = np.searchsorted(names, old)[self.codes]
+        self.codes = np.concatenate([moved, np.searchsorted(names, ids)])
+        self.names = names
+
+    @property
+    def identities(self) -> np.ndarray:
+        """The identity of every row (int64 or str); built on demand for string identities."""
+        return self.codes.astype(np.int64) if self.names is None else self.names[self.codes]
+
+    def identity_count(self) -> int:
+        """How many distinct identities the gallery holds."""
+        return len(self.names) if self.names is not None else len(np.unique(self.codes))
+
+    def most_rows_of_one_identity(self) -> int:
+        """The largest number of rows that share one identity (0 when empty)."""
+        counts = np.unique(self.codes, return_counts=True)[1]
+        return int(counts.max()) if len(counts) else 0
 
     def training_rows(self, total: int) -> int:
         """How many rows to train on: 64 per IVF list (k-means) and at least 16,384 (PQ's 256
@@ -156,14 +205,14 @@ class Gallery:
         k = max(1, min(int(k), len(self)))
         cosines, rows = self.index.search(x, k)
         found = rows >= 0
-        identities = np.where(
-            found, self.identities[np.where(found, rows, 0)], -1 if self._int_ids else ""
-        )
+        codes = self.codes[np.where(found, rows, 0)]
+        held = codes.astype(np.int64) if self.names is None else self.names[codes]
+        identities = np.where(found, held, -1 if self.names is None else "")
         return np.where(found, cosines, -np.inf).astype(np.float32), identities
 
     @property
-    def _int_ids(self) -> bool:
-        return self.identities.dtype.kind == "i"
+    def _kind(self) -> str:
+        return "i" if self.names is None else "U"
 
     def identify(self, probes: np.ndarray, threshold: float) -> tuple[list, np.ndarray]:
         """Per probe: top-1 identity if its cosine > threshold, else UNKNOWN; and that cosine."""
@@ -192,6 +241,14 @@ class Gallery:
         lists.this.disown()  # owned by the index now
         self.lists_path = path
 
+    def _release_lists_pages(self) -> None:
+        """Let go of the on-disk lists' pages this process has touched: they stay in the page
+        cache, but resident memory no longer grows with the lists file as rows are added."""
+        if self.lists_path is not None:
+            lists = self._on_disk_lists()
+            if lists.ptr is not None and lists.totsize:
+                _madvise_dontneed(int(lists.ptr), lists.totsize)
+
     def _reserve_on_disk(self, count: int) -> None:
         """Grow the lists file once for ``count`` more rows (sparse, so unused space costs no
         disk) instead of faiss's repeated doubling (each one a remap and a printed line)."""
@@ -215,9 +272,15 @@ class Gallery:
         self.lists_path = path
 
     def save(self, path: str) -> None:
-        """Write index and identities to one file (temporary name, then rename). An on-disk
-        gallery's index records :func:`lists_path_of` ``path`` as its lists file: the caller
-        puts the lists there (``facebench.search.service`` renames them with the index)."""
+        """Write header, identities and index to one file (temporary name, then rename). An
+        on-disk gallery's index records :func:`lists_path_of` ``path`` as its lists file: the
+        caller puts the lists there (``facebench.search.service`` renames them with the index).
+
+        Layout: magic, header length (uint64), JSON header (dimension, factory, row count, lists
+        file, the binary sections' dtypes, lengths and offsets), the sections (int64 ``codes``,
+        then the ``names`` of string identities), each at a multiple of 64 bytes; the faiss index.
+        Codes are stored as int32 when they all fit, else int64.
+        """
         import faiss
 
         from facebench.search import gpu
@@ -226,24 +289,38 @@ class Gallery:
         if self.lists_path is not None:
             lists_final = lists_path_of(path)
             self._on_disk_lists().filename = lists_final  # the name the index file records
+        arrays = {"codes": (self.codes, _code_dtype(self.codes))}
+        if self.names is not None:
+            arrays["names"] = (self.names, self.names.dtype)
+        sections, end = {}, 0
+        for name, (array, dtype) in arrays.items():
+            sections[name] = {"dtype": dtype.str, "count": len(array), "offset": end}
+            end = _aligned(end + len(array) * dtype.itemsize)
         header = json.dumps(
             {
                 "dim": self.dim,
                 "factory": self.factory,
                 "count": len(self),
-                "identities": self.identities.tolist(),
                 "lists": lists_final,
+                "sections": sections,
             }
         ).encode()
         with atomic_file(path) as f:
             f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
+            for array, dtype in arrays.values():
+                f.seek(_aligned(f.tell()))
+                for start in range(0, len(array), 1 << 20):  # bounded copies of a memory map
+                    f.write(np.ascontiguousarray(array[start : start + (1 << 20)], dtype).data)
+            f.seek(_aligned(f.tell()))
+            f.truncate()
             index = gpu.to_cpu(self.index) if self.device == "cuda" else self.index
             faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
         self.lists_path = lists_final
 
     @classmethod
     def load(cls, path: str) -> Gallery:
-        """Read a file written by :meth:`save`; a corrupt or foreign file raises DataError."""
+        """Read a file written by :meth:`save` (or by format 1, identities in the header); the
+        identities are memory-mapped. A corrupt or foreign file raises DataError."""
         try:
             with open(path, "rb") as f:
                 return cls._read(f, str(path))
@@ -254,19 +331,29 @@ class Gallery:
     def _read(cls, f, path: str) -> Gallery:
         import faiss
 
-        if f.read(len(_MAGIC)) != _MAGIC:
+        magic = f.read(len(_MAGIC))
+        if magic not in (_MAGIC, _MAGIC_V1):
             raise DataError(f"{path}: not a facebench gallery index (bad magic bytes)")
+        gallery = cls.__new__(cls)
+        gallery.device = "cpu"
         try:
             (size,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(size))
-            dim, factory, identities = header["dim"], header["factory"], header["identities"]
-            lists_path = header.get("lists")
+            gallery.dim, gallery.factory = int(header["dim"]), header["factory"]
+            gallery.lists_path = header.get("lists")
+            if magic == _MAGIC:
+                _read_sections(gallery, f, path, header["sections"])
+            else:  # format 1: an empty gallery's [] would read as floats
+                ids = header["identities"]
+                ids = as_identities(ids, len(ids)) if ids else np.zeros(0, np.int64)
+                gallery.codes, gallery.names = np.zeros(0, np.int64), None
+                gallery._append_identities(ids, keep=False)
         except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"{path}: corrupt gallery index (bad header)") from exc
-        if lists_path is not None and not os.path.isfile(lists_path):
+        if gallery.lists_path is not None and not os.path.isfile(gallery.lists_path):
             raise DataError(
-                f"{path}: its inverted lists file {lists_path} is missing (an on-disk gallery "
-                "reads its lists from where it was built; rebuild it to move it)"
+                f"{path}: its inverted lists file {gallery.lists_path} is missing (an on-disk "
+                "gallery reads its lists from where it was built; rebuild it to move it)"
             )
         try:
             index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
@@ -274,20 +361,48 @@ class Gallery:
             raise DataError(f"{path}: corrupt gallery index (faiss cannot read it back)") from exc
         if f.read(1):
             raise DataError(f"{path}: corrupt gallery index (bytes after the faiss index)")
-        gallery = cls.__new__(cls)
-        gallery.dim, gallery.factory, gallery.index = int(dim), factory, index
-        gallery.identities = np.asarray(identities)
-        gallery.lists_path, gallery.device = lists_path, "cpu"
-        if gallery.identities.dtype.kind not in "iU":
-            gallery.identities = gallery.identities.astype(np.int64)
-        if index.d != gallery.dim or not (
-            index.ntotal == header["count"] == len(gallery.identities)
-        ):
+        gallery.index = index
+        if index.d != gallery.dim or not (index.ntotal == header["count"] == len(gallery.codes)):
             raise DataError(
                 f"{path}: corrupt gallery index (index holds {index.ntotal} x {index.d}, header "
-                f"says {header['count']} x {gallery.dim} with {len(gallery.identities)} identities)"
+                f"says {header['count']} x {gallery.dim} with {len(gallery.codes)} identities)"
             )
         return gallery
+
+
+def _code_dtype(codes: np.ndarray) -> np.dtype:
+    """int32 when every code fits (4 B per row on disk), else int64."""
+    small = np.iinfo(np.int32)
+    fits = not len(codes) or (small.min <= codes.min() and codes.max() <= small.max)
+    return np.dtype("<i4" if fits else "<i8")
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // _ALIGN) * _ALIGN
+
+
+def _read_sections(gallery: Gallery, f, path: str, sections: dict) -> None:
+    """Map the identity sections of a format-2 file into ``gallery`` and leave ``f`` at the
+    faiss index; sections that do not fit the file or names out of range raise DataError."""
+    start = _aligned(f.tell())
+    file_size = os.fstat(f.fileno()).st_size
+    arrays, end = {}, 0
+    for name in ("codes", "names") if "names" in sections else ("codes",):
+        dtype, count = np.dtype(sections[name]["dtype"]), int(sections[name]["count"])
+        offset = start + int(sections[name]["offset"])
+        end = _aligned(offset + dtype.itemsize * count)
+        if dtype.kind not in ("i" if name == "codes" else "U") or offset < start or end > file_size:
+            raise DataError(f"{path}: corrupt gallery index (bad {name} section)")
+        arrays[name] = np.memmap(f, dtype, "r", offset, (count,)) if count else np.zeros(0, dtype)
+    gallery.codes, gallery.names = arrays["codes"], arrays.get("names")
+    codes = gallery.codes
+    if (
+        gallery.names is not None
+        and len(codes)
+        and not 0 <= codes.min() <= codes.max() < len(gallery.names)
+    ):
+        raise DataError(f"{path}: corrupt gallery index (identity codes out of range)")
+    f.seek(end)
 
 
 def lists_path_of(index_path: str) -> str:

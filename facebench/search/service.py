@@ -199,9 +199,7 @@ def search_probes(
     probes, meta = load_embeddings(probes_path, sidecar)
     _check_dim(gallery, probes, probes_path, index_path)
     # k images per identity at most are enough to hold k distinct identities
-    images_of_one = (
-        1 if per_image else int(np.unique(gallery.identities, return_counts=True)[1].max())
-    )
+    images_of_one = 1 if per_image else gallery.most_rows_of_one_identity()
     cosines, identities = gallery.search(probes, top_k * images_of_one)
     names = _probe_names(meta, len(probes))
     decisions = decide(cosines[:, 0], identities[:, 0], threshold)
