@@ -202,6 +202,25 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def scratch_dir(near: str | os.PathLike, suffix: str = ".scratch") -> Iterator[str]:
+    """Yield a new empty folder beside ``near`` (a temporary name of it) for intermediate files;
+    it is removed with its contents when the block ends, however it ends."""
+    near = str(near).rstrip(os.sep) or str(near)
+    created = _make_parents_or_fail(os.path.dirname(os.path.abspath(near)), near)
+    _remove_stale(near)
+    tmp = temporary_name(near, suffix)
+    try:
+        try:
+            os.mkdir(tmp, 0o777)
+        except OSError as exc:
+            raise WriteError(f"{tmp}: cannot create a scratch folder ({exc.strerror})") from exc
+        yield tmp
+    finally:
+        _remove(tmp)
+        _remove_created(created)
+
+
+@contextlib.contextmanager
 def staged() -> Iterator[None]:
     """Publish every file written in the block together at its end; on failure none of them
     (and no folder they created) is left. Files are not readable under their names until then."""
@@ -218,6 +237,18 @@ def staged() -> Iterator[None]:
     _STAGES.pop()
     for tmp, path, _ in pending:
         _publish(tmp, path, [])
+
+
+@contextlib.contextmanager
+def unstaged() -> Iterator[None]:
+    """Files written in the block are renamed into place at once, also inside :func:`staged`:
+    for intermediate files that other processes read before the staged block ends."""
+    outer = _STAGES[:]
+    _STAGES.clear()
+    try:
+        yield
+    finally:
+        _STAGES[:] = outer
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> str:

@@ -7,7 +7,9 @@ Embed a pack, a verification bin, an image folder or a list of image files with 
 model.pt or an ONNX face recognition model. Writes OUT.npy (float32, one row per image, in the
 source's order; L2-normalized unless --no-normalize) and OUT.json beside it (ids, labels or
 paths, model name, input convention, flip-sum, normalized). Images must already be aligned
-crops of the model's input size (see data_scripts/align.py)."""
+crops of the model's input size (see data_scripts/align.py).
+Several processes or nodes: torchrun --nproc_per_node=N -m facebench embed ... (each rank
+embeds a contiguous shard; rank 0 writes the same OUT.npy as one process would)."""
 
 
 def register(subparsers) -> None:
@@ -44,29 +46,34 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from facebench.cli._model_args import embedder_from_args
+    from facebench.embed.distributed import extraction_ranks
+    from facebench.embed.io import sidecar_path
     from facebench.embed.pipeline import embed_to_file
     from facebench.embed.sources import open_source
     from facebench.errors import ConfigError
+    from facebench.fileio import check_output_file
 
     if not args.out.endswith(".npy"):
         raise ConfigError(f"--out {args.out}: the embeddings file must end in .npy")
-    from facebench.embed.io import sidecar_path
-    from facebench.fileio import check_output_file
-
     check_output_file(args.out)
     check_output_file(sidecar_path(args.out), "--out (its sidecar)")
     source = open_source(args.pack, args.bin, args.folder, args.list)
-    embedder = embedder_from_args(args)
-    info = embed_to_file(
-        embedder,
-        source,
-        args.out,
-        batch_size=args.batch_size,
-        flip_sum=args.flip_sum,
-        normalize=not args.no_normalize,
-        progress=not args.no_progress,
-        model_path=args.model,
-    )
+    with extraction_ranks(args.device, args.out) as (device, sharding):
+        args.device = device  # this rank's (cuda:LOCAL_RANK under torchrun)
+        embedder = embedder_from_args(args)
+        info = embed_to_file(
+            embedder,
+            source,
+            args.out,
+            batch_size=args.batch_size,
+            flip_sum=args.flip_sum,
+            normalize=not args.no_normalize,
+            progress=not args.no_progress,
+            model_path=args.model,
+            sharding=sharding,
+        )
+    if info is None:  # another rank of a torchrun: rank 0 wrote the file
+        return 0
     print(
         f"{info['count']} x {info['dim']} embeddings ({info['model']}, flip-sum "
         f"{'on' if info['flip_sum'] else 'off'}, {'' if info['normalized'] else 'not '}normalized)"

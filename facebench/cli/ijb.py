@@ -9,7 +9,9 @@ emb(img) + emb(flip) times faceness, templates average within media and sum acro
 Writes OUT/<dataset>.json with TAR@FAR as published (the ROC point whose FPR is nearest each
 target: tar_at_nearest_far, printed) and with FAR <= target (tar_at_far, as `facebench verify`),
 each with its thresholds, the exact global threshold, EER, AUC and, when the 1:N lists are
-present, CMC and rank-1 TPIR@FPIR per gallery."""
+present, CMC and rank-1 TPIR@FPIR per gallery.
+Several processes or nodes: torchrun --nproc_per_node=N -m facebench ijb ... (each rank embeds
+a contiguous shard of the images; rank 0 writes the report)."""
 
 
 def register(subparsers) -> None:
@@ -38,19 +40,25 @@ def run(args) -> int:
 
     from facebench import schema
     from facebench.cli._model_args import embedder_from_args
+    from facebench.embed.distributed import extraction_ranks
     from facebench.eval.ijb import evaluate_ijb
     from facebench.fileio import check_output_dir, write_json
 
     check_output_dir(args.out, files=(f"{args.dataset}.json",))
-    embedder = embedder_from_args(args)
-    r = evaluate_ijb(
-        args.root,
-        embedder,
-        args.dataset,
-        args.batch_size,
-        one_to_n=False if args.no_1n else None,
-        progress=not args.no_progress,
-    )
+    with extraction_ranks(args.device, args.out) as (device, sharding):
+        args.device = device  # this rank's (cuda:LOCAL_RANK under torchrun)
+        embedder = embedder_from_args(args)
+        r = evaluate_ijb(
+            args.root,
+            embedder,
+            args.dataset,
+            args.batch_size,
+            one_to_n=False if args.no_1n else None,
+            progress=not args.no_progress,
+            sharding=sharding,
+        )
+    if r is None:  # another rank of a torchrun: rank 0 writes the report
+        return 0
     r["model"] = args.model
     path = write_json(os.path.join(args.out, f"{args.dataset}.json"), r)
     tars = "  ".join(f"TAR@{k} {100 * v:.2f}" for k, v in r[schema.TAR_AT_NEAREST_FAR].items())

@@ -6,7 +6,9 @@ DESCRIPTION = """\
 Score every image of a pack (held-out images of the training identities) with the model's
 backbone and stored head, and report sample-wise accuracy, uniform accuracy with its exact best
 threshold t*, class-wise accuracy (both readings) and the head's learned threshold (b/scale)
-beside t*. Writes OUT/uniform.json."""
+beside t*. Writes OUT/uniform.json.
+Several processes or nodes: torchrun --nproc_per_node=N -m facebench uniform ... (each rank
+embeds a contiguous shard of the pack; rank 0 writes the report)."""
 
 
 def register(subparsers) -> None:
@@ -37,18 +39,23 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import os
 
+    from facebench.embed.distributed import extraction_ranks
     from facebench.eval.uniform_model import evaluate_uniform_model
     from facebench.fileio import check_output_dir, write_json
 
     check_output_dir(args.out, files=("uniform.json",))
-    r = evaluate_uniform_model(
-        args.model,
-        args.pack,
-        args.device,
-        args.batch_size,
-        flip_sum=args.flip_sum,
-        progress=not args.no_progress,
-    )
+    with extraction_ranks(args.device, args.out) as (device, sharding):
+        r = evaluate_uniform_model(
+            args.model,
+            args.pack,
+            device,
+            args.batch_size,
+            flip_sum=args.flip_sum,
+            progress=not args.no_progress,
+            sharding=sharding,
+        )
+    if r is None:  # another rank of a torchrun: rank 0 writes the report
+        return 0
     path = write_json(os.path.join(args.out, "uniform.json"), r)
     t_star = "none" if r["uniform_threshold"] is None else f"{r['uniform_threshold']:.4f}"
     learned = "none" if r["learned_threshold"] is None else f"{r['learned_threshold']:.4f}"

@@ -6,7 +6,9 @@ DESCRIPTION = """\
 Score verification bins (lfw.bin, cfp_fp.bin, ...) with a model or precomputed embeddings.
 Writes OUT/<bin>.json per bin (standard 10-fold accuracy and VAL@FAR=1e-3, the exact oracle
 global threshold in cosine, EER, AUC, TAR@FAR) and OUT/transfer.json (thresholds chosen on each
-bin applied to every other bin)."""
+bin applied to every other bin).
+Several processes or nodes: torchrun --nproc_per_node=N -m facebench verify --model ... (each
+rank embeds a contiguous shard of every bin; rank 0 scores and writes the reports)."""
 
 
 def register(subparsers) -> None:
@@ -44,23 +46,29 @@ def run(args) -> int:
     if (args.model is None) == (args.embeddings is None):
         raise ConfigError("verify: give exactly one of --model or --embeddings")
     from facebench.cli._model_args import embedder_from_args
+    from facebench.embed.distributed import extraction_ranks
     from facebench.eval.verify_bins import bin_name
     from facebench.fileio import check_output_dir, staged
 
     outputs = (*(f"{bin_name(b)}.json" for b in args.bin), "transfer.json")
     check_output_dir(args.out, files=outputs)
-    embedder = embedder_from_args(args) if args.model else None
-    with staged():  # every report, or none
-        reports = verify_bins(
-            args.bin,
-            args.out,
-            embedder=embedder,
-            embedding_paths=args.embeddings,
-            batch_size=args.batch_size,
-            target_far=args.target_far,
-            model_name=args.name,
-            progress=not args.no_progress,
-        )
+    with extraction_ranks(args.device, args.out) as (device, sharding):
+        args.device = device  # this rank's (cuda:LOCAL_RANK under torchrun)
+        embedder = embedder_from_args(args) if args.model else None
+        with staged():  # every report, or none
+            reports = verify_bins(
+                args.bin,
+                args.out,
+                embedder=embedder,
+                embedding_paths=args.embeddings,
+                batch_size=args.batch_size,
+                target_far=args.target_far,
+                model_name=args.name,
+                progress=not args.no_progress,
+                sharding=sharding,
+            )
+    if reports is None:  # another rank of a torchrun: rank 0 wrote the reports
+        return 0
     for name, r in reports.items():
         print(
             f"{name}: 10-fold {100 * r['accuracy_10fold_mean']:.2f} +- "

@@ -121,7 +121,11 @@ def _onnx_providers(device: str, available: list[str]) -> list[str]:
     if device.startswith("cuda"):
         if "CUDAExecutionProvider" not in available:
             raise ConfigError(f"device {device!r}: onnxruntime has no CUDAExecutionProvider here")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        index = device.partition(":")[2]
+        if index and not index.isdigit():
+            raise ConfigError(f"device {device!r}: expected 'cuda' or 'cuda:N'")
+        options = {"device_id": int(index)} if index else {}
+        return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
     raise ConfigError(f"device {device!r}: ONNX models run on 'cpu' or 'cuda'")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from facebench.embedding_rows import row_norms
 from facebench.errors import DataError
-from facebench.fileio import atomic_file, read_json, staged, write_json
+from facebench.fileio import atomic_file, atomic_path, read_json, staged, write_json
 
 SIDECAR_FORMAT = "facebench-embeddings"
 
@@ -18,21 +18,79 @@ def sidecar_path(npy_path: str) -> str:
     return os.path.splitext(str(npy_path))[0] + ".json"
 
 
-def save_embeddings(path: str, embeddings: np.ndarray, sidecar: dict) -> tuple[str, str]:
-    """Write ``(N, d)`` float32 rows and the sidecar (``format``, ``count``, ``dim`` added)."""
+def _sidecar_meta(path: str, count: int, dim: int, sidecar: dict) -> dict:
+    """The sidecar with ``format``, ``count`` and ``dim``; its per-row lists must have ``count``
+    entries."""
+    for key in ("ids", "labels", "paths", "identities"):
+        if sidecar.get(key) is not None and len(sidecar[key]) != count:
+            raise DataError(f"{path}: sidecar {key!r} has {len(sidecar[key])} entries, not {count}")
+    return {"format": SIDECAR_FORMAT, "count": count, "dim": dim, **sidecar}
+
+
+def write_rows(path: str, embeddings: np.ndarray) -> str:
+    """Write ``(N, d)`` float32 rows as a ``.npy`` (atomically, no sidecar); return the path."""
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     if emb.ndim != 2:
         raise DataError(f"{path}: embeddings must be (N, d), got shape {emb.shape}")
-    for key in ("ids", "labels", "paths", "identities"):
-        if sidecar.get(key) is not None and len(sidecar[key]) != len(emb):
-            raise DataError(
-                f"{path}: sidecar {key!r} has {len(sidecar[key])} entries, not {len(emb)}"
-            )
-    meta = {"format": SIDECAR_FORMAT, "count": len(emb), "dim": int(emb.shape[1]), **sidecar}
+    with atomic_file(path) as f:
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(emb))
+        f.write(emb.data)  # file.write reports a full disk with its errno, ndarray.tofile not
+    return str(path)
+
+
+def save_embeddings(path: str, embeddings: np.ndarray, sidecar: dict) -> tuple[str, str]:
+    """Write ``(N, d)`` float32 rows and the sidecar (``format``, ``count``, ``dim`` added)."""
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2:
+        raise DataError(f"{path}: embeddings must be (N, d), got shape {emb.shape}")
+    meta = _sidecar_meta(path, len(emb), int(emb.shape[1]), sidecar)
     with staged():
-        with atomic_file(path) as f:
-            np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(emb))
-            f.write(emb.data)  # file.write reports a full disk with its errno, ndarray.tofile not
+        write_rows(path, emb)
+        side = write_json(sidecar_path(path), meta)
+    return str(path), side
+
+
+def shards_shape(shards: list[str]) -> tuple[int, int]:
+    """``(total rows, d)`` of float32 ``.npy`` shards that agree on ``d`` (headers only)."""
+    count, dim = 0, None
+    for shard in shards:
+        rows = np.load(shard, mmap_mode="r", allow_pickle=False)
+        if rows.ndim != 2 or rows.dtype != np.float32:
+            raise DataError(f"{shard}: expected float32 (N, d) rows, got {rows.dtype} {rows.shape}")
+        if dim is not None and rows.shape[1] != dim:
+            raise DataError(
+                f"{shard}: rows of {rows.shape[1]} values, the shards before have {dim}"
+            )
+        count, dim = count + rows.shape[0], rows.shape[1]
+    if dim is None:
+        raise DataError("no embedding shards to assemble")
+    return count, dim
+
+
+def assemble_rows(shards: list[str], out: np.ndarray, block_bytes: int = 1 << 26) -> None:
+    """Copy the rows of ``shards`` (``.npy``, in order) into ``out``, ``block_bytes`` at a time:
+    no shard is read into memory whole."""
+    offset = 0
+    for shard in shards:
+        rows = np.load(shard, mmap_mode="r", allow_pickle=False)
+        step = max(1, block_bytes // max(1, rows.itemsize * rows.shape[1]))
+        for start in range(0, len(rows), step):
+            block = rows[start : start + step]
+            out[offset + start : offset + start + len(block)] = block
+        offset += len(rows)
+
+
+def save_embedding_shards(path: str, shards: list[str], sidecar: dict) -> tuple[str, str]:
+    """As :func:`save_embeddings` for rows held in ``.npy`` shards (in order): they are streamed
+    into ``path`` through a memory map, never all in memory."""
+    count, dim = shards_shape(shards)
+    meta = _sidecar_meta(path, count, dim, sidecar)
+    with staged():
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, dim))
+            assemble_rows(shards, out)
+            out.flush()
+            del out
         side = write_json(sidecar_path(path), meta)
     return str(path), side
 

@@ -6,6 +6,7 @@ Each source iterates uint8 RGB images in a fixed order and describes them for th
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
 
@@ -18,29 +19,54 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ImageSource:
-    """A sized iterable of images; ``expected_size`` (H, W), when set, is checked per image."""
+    """A sized iterable of images; ``expected_size`` (H, W), when set, is checked per image.
+
+    :meth:`part` gives a copy that iterates a contiguous range of the rows only (one rank's
+    shard of a distributed extraction); :meth:`sidecar` always describes the whole source."""
 
     kind = "images"
 
     def __init__(self, path: str):
         self.path = str(path)
         self.expected_size: tuple[int, int] | None = None
+        self.rows: range | None = None  # None: every image
+
+    def count(self) -> int:
+        """Images in the whole source."""
+        raise NotImplementedError
+
+    def _items(self, rows: range) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name for errors, image)`` pairs of ``rows``, in order."""
+        raise NotImplementedError
+
+    def selected(self) -> range:
+        """The rows this object iterates."""
+        return range(self.count()) if self.rows is None else self.rows
+
+    def part(self, start: int, stop: int) -> ImageSource:
+        """A copy that iterates positions ``start:stop`` of :meth:`selected` only."""
+        piece = copy.copy(self)
+        piece.rows = self.selected()[start:stop]
+        return piece
 
     def __len__(self) -> int:
-        raise NotImplementedError
-
-    def _items(self) -> Iterator[tuple[str, np.ndarray]]:
-        """``(name for errors, image)`` pairs in order."""
-        raise NotImplementedError
+        return len(self.selected())
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for name, image in self._items():
+        for name, image in self._items(self.selected()):
             if self.expected_size is not None and image.shape[:2] != tuple(self.expected_size):
                 raise DataError(
                     f"{name}: image is {image.shape[0]}x{image.shape[1]}, the model expects "
                     f"{self.expected_size[0]}x{self.expected_size[1]} (align or resize first)"
                 )
             yield image
+
+    def row_values(self) -> dict[str, list]:
+        """Per-image values read while iterating (pack labels), for the rows iterated."""
+        return {}
+
+    def set_row_values(self, values: dict[str, list]) -> None:
+        """Take the :meth:`row_values` of every row (gathered from the shards, in order)."""
 
     def sidecar(self) -> dict:
         """ids / labels / paths describing the rows, in order."""
@@ -59,15 +85,22 @@ class PackSource(ImageSource):
         self.pack = FacePack(path)
         self.labels: list[int] = []
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self.pack)
 
-    def _items(self):
+    def _items(self, rows):
         self.labels = []
-        for key in self.pack.image_keys:
-            image, label = self.pack.read_sample(int(key))
+        for index in rows:
+            key = int(self.pack.image_keys[index])
+            image, label = self.pack.read_sample(key)
             self.labels.append(int(label))
             yield f"{self.pack.rec_path}: key {key}", image
+
+    def row_values(self) -> dict[str, list]:
+        return {"labels": self.labels}
+
+    def set_row_values(self, values: dict[str, list]) -> None:
+        self.labels = list(values["labels"])
 
     def sidecar(self) -> dict:
         return {"ids": [int(k) for k in self.pack.image_keys], "labels": self.labels}
@@ -84,15 +117,15 @@ class BinSource(ImageSource):
         super().__init__(path)
         self.vbin = read_verification_bin(path)
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self.vbin.images)
 
-    def _items(self):
-        for i in range(len(self)):
+    def _items(self, rows):
+        for i in rows:
             yield f"{self.path}: image {i}", self.vbin.decode_one(i)
 
     def sidecar(self) -> dict:
-        return {"ids": list(range(len(self))), "pairs": len(self.vbin.issame)}
+        return {"ids": list(range(self.count())), "pairs": len(self.vbin.issame)}
 
 
 class FileListSource(ImageSource):
@@ -107,12 +140,12 @@ class FileListSource(ImageSource):
         self.files = files
         self.identities = identities
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self.files)
 
-    def _items(self):
-        for file in self.files:
-            yield file, read_image(file)
+    def _items(self, rows):
+        for i in rows:
+            yield self.files[i], read_image(self.files[i])
 
     def sidecar(self) -> dict:
         out: dict = {"ids": list(range(len(self.files))), "paths": self.files}

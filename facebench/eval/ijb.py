@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facebench import schema
+from facebench.embed.sources import ImageSource
 from facebench.errors import DataError, EvalError
 from facebench.eval.verification import TARGET_FARS, check_labels, threshold_report
 
@@ -128,34 +129,42 @@ def read_1n_list(path: str) -> tuple[np.ndarray, np.ndarray]:
     return templates, table[first, 1]
 
 
-class _AlignedCrops:
+class _AlignedCrops(ImageSource):
     """Loose crops read and aligned on the fly (5-point similarity onto the template)."""
 
+    kind = "ijb"
+
     def __init__(self, root: str, meta: IJBMeta, size: int):
+        super().__init__(root)
         self.root, self.meta, self.size = root, meta, size
 
-    def __len__(self) -> int:
+    def count(self) -> int:
         return len(self.meta.images)
 
-    def __iter__(self):
+    def _items(self, rows):
         from facebench.data.align import align_face
         from facebench.data.images import read_image
 
-        for name, points in zip(self.meta.images, self.meta.landmarks, strict=True):
-            rgb = read_image(os.path.join(self.root, "loose_crop", name))
-            yield align_face(rgb, points, self.size)
+        for i in rows:
+            path = os.path.join(self.root, "loose_crop", self.meta.images[i])
+            yield path, align_face(read_image(path), self.meta.landmarks[i], self.size)
 
 
-def image_features(root: str, meta: IJBMeta, embedder, batch_size: int = 64, progress=True):
-    """emb(aligned) + emb(flipped), not normalized, times faceness: ``(N, d)``."""
-    from facebench.embed import embed_images
+def image_features(
+    root: str, meta: IJBMeta, embedder, batch_size: int = 64, progress=True, sharding=None
+):
+    """emb(aligned) + emb(flipped), not normalized, times faceness: ``(N, d)`` (with
+    ``sharding``: embedded by every rank, on rank 0; None on the others)."""
+    from facebench.embed.distributed import embed_rows
 
     height, width = embedder.convention.size
     if height != width:
         raise EvalError(f"IJB alignment needs a square model input, got {height}x{width}")
     crops = _AlignedCrops(root, meta, height)
-    feats = embed_images(embedder, crops, batch_size, normalize=False, progress=progress)
-    return feats.astype(np.float64) * meta.faceness[:, None]
+    feats = embed_rows(
+        embedder, crops, sharding, batch_size=batch_size, normalize=False, progress=progress
+    )
+    return None if feats is None else feats.astype(np.float64) * meta.faceness[:, None]
 
 
 def template_features(
@@ -268,12 +277,16 @@ def evaluate_ijb(
     batch_size: int = 64,
     one_to_n: bool | None = None,
     progress: bool = True,
-) -> dict:
-    """The IJB report: 1:1 always; 1:N when its csv files are present (or ``one_to_n``)."""
+    sharding=None,
+) -> dict | None:
+    """The IJB report: 1:1 always; 1:N when its csv files are present (or ``one_to_n``). With
+    ``sharding`` the ranks share the embedding and rank 0 reports; the others return None."""
     if dataset not in GALLERIES:
         raise EvalError(f"IJB dataset must be one of {sorted(GALLERIES)}, got {dataset!r}")
     meta = read_ijb_meta(root, dataset)
-    feats = image_features(root, meta, embedder, batch_size, progress)
+    feats = image_features(root, meta, embedder, batch_size, progress, sharding)
+    if feats is None:
+        return None
     ids, tfeats = template_features(feats, meta.templates, meta.medias)
     source = os.path.join(root, "meta", f"{dataset}_template_pair_label.txt")
     report = {"name": dataset, "root": str(root), "images": len(meta.images)}

@@ -47,12 +47,15 @@ def evaluate_uniform_model(
     batch_size: int = 64,
     flip_sum: bool = False,
     progress: bool = True,
-) -> dict:
+    sharding=None,
+) -> dict | None:
     """Uniform metrics of the head stored in ``model_path`` on every image of ``pack_path``.
 
     Embeddings are the backbone's raw outputs (``flip_sum`` adds the flipped image's), scored by
-    the head without margin; thresholds are reported in the units of :func:`score_units`."""
-    from facebench.embed import embed_images, load_embedder
+    the head without margin; thresholds are reported in the units of :func:`score_units`. With
+    ``sharding`` the ranks share the embedding and rank 0 reports; the others return None."""
+    from facebench.embed import load_embedder
+    from facebench.embed.distributed import embed_rows
     from facebench.embed.sources import PackSource
     from facebench.models.artifact import load_head_from_artifact
 
@@ -61,9 +64,17 @@ def evaluate_uniform_model(
         raise ModelError(f"{model_path}: the model artifact holds no head to score classes with")
     embedder = load_embedder(model_path, device)
     images = PackSource(pack_path)
-    emb = embed_images(
-        embedder, images, batch_size, flip_sum=flip_sum, normalize=False, progress=progress
+    emb = embed_rows(
+        embedder,
+        images,
+        sharding,
+        batch_size=batch_size,
+        flip_sum=flip_sum,
+        normalize=False,
+        progress=progress,
     )
+    if emb is None:
+        return None
     labels = np.asarray(images.labels, dtype=np.int64)
     if labels.size and labels.max() >= head.num_classes:
         raise EvalError(

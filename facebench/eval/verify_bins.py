@@ -55,13 +55,16 @@ class ScoredPairs:
     issame: np.ndarray
 
 
-def embed_pairs(embedder, pairs, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Flip-sum embeddings of the 2P images of a BinSource, in bin order."""
-    from facebench.embed import embed_images
+def embed_pairs(
+    embedder, pairs, batch_size: int = 64, progress: bool = True, sharding=None
+) -> np.ndarray | None:
+    """Flip-sum embeddings of the 2P images of a BinSource, in bin order (with ``sharding``:
+    embedded by every rank, on rank 0; None on the others)."""
+    from facebench.embed.distributed import embed_rows
 
     if progress:  # names the bar below
         log.info("%s: embedding %d images (flip-sum)", pairs.path, len(pairs))
-    return embed_images(embedder, pairs, batch_size, progress=progress)
+    return embed_rows(embedder, pairs, sharding, batch_size=batch_size, progress=progress)
 
 
 def score_pairs(embeddings, pairs, name: str, model: str, source: str) -> ScoredPairs:
@@ -82,12 +85,17 @@ def scored_verification(
     model: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
-) -> ScoredPairs:
+    sharding=None,
+) -> ScoredPairs | None:
     """THE way from an embedder and a pair source (a bin path or BinSource) to a verification
     report: ``name`` (default: the bin's), ``bin``, ``model`` (default :func:`model_label`) and
-    every field of :func:`facebench.eval.verification.score_report`, with the pair cosines."""
+    every field of :func:`facebench.eval.verification.score_report`, with the pair cosines.
+    With a :class:`~facebench.embed.distributed.Sharding` every rank embeds a shard and rank 0
+    scores; the other ranks return None."""
     pairs = pair_source(pairs)
-    emb = embed_pairs(embedder, pairs, batch_size, progress)
+    emb = embed_pairs(embedder, pairs, batch_size, progress, sharding)
+    if emb is None:
+        return None
     model = model or model_label(embedder)
     return score_pairs(emb, pairs, name or bin_name(pairs.path), model, pairs.path)
 
@@ -111,10 +119,13 @@ def verify_bins(
     target_far: float = VAL_FAR,
     model_name: str | None = None,
     progress: bool = True,
-) -> dict[str, dict]:
+    sharding=None,
+) -> dict[str, dict] | None:
     """Score each bin (path or BinSource) with ``embedder`` (flip-sum) or the matching ``.npy``
     of ``embedding_paths``; write ``out_dir/<bin>.json`` and ``out_dir/transfer.json``.
-    ``model_name`` labels the reports (default: the model or embeddings path)."""
+    ``model_name`` labels the reports (default: the model or embeddings path). With
+    ``sharding`` (an embedder only) the ranks share the embedding and rank 0 scores and writes;
+    the other ranks return None."""
     if (embedder is None) == (embedding_paths is None):
         raise EvalError("verify: give either a model or precomputed embeddings, not both")
     if embedding_paths is not None and len(embedding_paths) != len(bin_paths):
@@ -123,6 +134,8 @@ def verify_bins(
             "(give one per bin, in the same order)"
         )
     sources = [pair_source(p) for p in bin_paths]
+    if embedder is None and sharding is not None and not sharding.is_main:
+        return None  # nothing to embed: rank 0 scores the given embeddings
     names = [bin_name(s.path) for s in sources]
     if len(set(names)) != len(names):
         raise EvalError(f"verify: two bins share a name: {names}")
@@ -136,7 +149,10 @@ def verify_bins(
                 model=model_name,
                 batch_size=batch_size,
                 progress=progress,
+                sharding=sharding,
             )
+            if scored is None:  # not rank 0 of a sharded run
+                continue
         else:
             emb, _ = load_embeddings(embedding_paths[i])
             source = f"{embedding_paths[i]} for {pairs.path}"
@@ -145,6 +161,8 @@ def verify_bins(
         write_verification_report(out_dir, report)
         reports[name] = report
         scores[name] = (scored.cos, scored.issame)
+    if sharding is not None and not sharding.is_main:
+        return None
     table = transfer_table(scores, target_far)
     write_json(os.path.join(str(out_dir), "transfer.json"), {schema.KIND: schema.TRANSFER, **table})
     return reports
