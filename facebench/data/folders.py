@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from facebench.data.collate import RowBatch, read_batch
 from facebench.data.images import decode_image, hflip, read_bytes, read_image
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.data.skipping import BadItems
@@ -54,6 +55,10 @@ class ImageFolderDataset(Dataset):
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
         return rgb, label
+
+    def __getitems__(self, indices: list[int]) -> RowBatch:
+        """The DataLoader's batched read (see :func:`facebench.data.collate.read_batch`)."""
+        return read_batch(self, indices)
 
 
 def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int, int]:

@@ -53,15 +53,16 @@ DEFAULT_CONVENTION = InputConvention()
 def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """Decode image bytes (JPEG/PNG) to uint8 RGB ``(H, W, 3)``; ``source`` names it in errors.
 
-    A JPEG without an end-of-image marker is refused: OpenCV would fill the missing part grey.
+    The codec writes RGB itself (no separate BGR->RGB pass). A JPEG without an end-of-image
+    marker is refused: OpenCV would fill the missing part grey.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if bgr is None or bgr.size == 0:
+    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if buf.size else None
+    if rgb is None or rgb.size == 0:
         raise DataError(f"{source}: image does not decode ({len(data)} bytes)")
     if data[:2] == _JPEG_START and data.rfind(_JPEG_END) < 2:
         raise DataError(f"{source}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def read_bytes(path: str) -> bytes:

@@ -38,9 +38,10 @@ def model_input(
 
     ``flip`` (bool ``(N,)``) mirrors those images left-right first. The result is
     NCHW-contiguous, or channels_last when asked (the NHWC pixels read straight through, no
-    transpose). One pass converts to float and subtracts the mean into the output, one divides
-    it in place; the divisor is a device tensor so CUDA divides too (a CPU scalar makes it
-    multiply by the reciprocal, which can differ in the last bit).
+    transpose). Into one new float32 tensor: a casting copy, then subtract and divide in place,
+    each rounding as the per-image path did (a single ``x * a + b`` would move last bits); the
+    divisor is a device tensor so CUDA divides too (with a CPU scalar it multiplies by the
+    reciprocal).
     """
     check_batch(batch, convention)
     if flip is not None:
@@ -52,5 +53,6 @@ def model_input(
     out = torch.empty(
         (n, channels, height, width), dtype=torch.float32, device=batch.device, memory_format=layout
     )
-    torch.sub(batch.permute(0, 3, 1, 2), convention.mean, out=out)
+    out.copy_(batch.permute(0, 3, 1, 2))  # exact: every uint8 is a float32
+    out.sub_(convention.mean)
     return out.div_(torch.tensor(convention.std, dtype=torch.float32, device=batch.device))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facebench.data.collate import RowBatch, read_batch
 from facebench.data.images import decode_image, hflip
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
@@ -266,6 +267,10 @@ class PackDataset(Dataset):
         if self.random_flip and torch.rand(()) < 0.5:
             rgb = hflip(rgb)
         return rgb, label
+
+    def __getitems__(self, indices: list[int]) -> RowBatch:
+        """The DataLoader's batched read (see :func:`facebench.data.collate.read_batch`)."""
+        return read_batch(self, indices)
 
 
 def check_pack_folder(directory: str) -> None:

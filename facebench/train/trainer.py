@@ -136,6 +136,7 @@ class Trainer:
         data_root: str | Path | None = None,
         progress: bool = True,
     ):
+        from facebench.data.collate import collate_images
         from facebench.data.images import InputConvention
         from facebench.data.packs import PackDataset
         from facebench.heads import build_head
@@ -185,6 +186,7 @@ class Trainer:
         self.loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=self.sampler,
+            collate_fn=collate_images,
             num_workers=recipe.data.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=recipe.data.num_workers > 0,

@@ -105,3 +105,23 @@ def test_bad_property_file(pack_dir):
 def test_not_a_pack(tmp_path):
     with pytest.raises(DataError, match=r"no train\.rec"):
         FacePack(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "grey jpeg", "png with alpha", "bmp"])
+def test_decoding_to_rgb_matches_bgr_decoding_swapped(kind):
+    # decode_image asks the codec for RGB; the pixels are those of OpenCV's BGR decode, swapped
+    import cv2
+
+    from facebench.data.images import decode_image
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (24, 20, 4), dtype=np.uint8)
+    ext, pixels = {
+        "jpeg": (".jpg", image[..., :3]),
+        "grey jpeg": (".jpg", image[..., 0]),
+        "png with alpha": (".png", image),
+        "bmp": (".bmp", image[..., :3]),
+    }[kind]
+    data = cv2.imencode(ext, pixels)[1].tobytes()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decode_image(data), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))

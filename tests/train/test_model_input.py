@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 
 from facebench.data.align import insightface_sample_faces
+from facebench.data.collate import RowBatch, collate_images, read_batch
 from facebench.data.images import InputConvention
 from facebench.data.model_input import model_input
 from facebench.data.packs import PackDataset
@@ -98,13 +99,34 @@ def test_bad_batches_are_data_errors(real_faces):
         model_input(real_faces, InputConvention(size=(56, 56)))
 
 
-def test_workers_hand_over_uint8_batches(synth_pack):
+def test_workers_hand_over_the_same_uint8_batches(synth_pack):
     data = PackDataset(str(synth_pack))
-    batches = [list(DataLoader(data, batch_size=5, num_workers=workers)) for workers in (0, 2)]
-    for (images, labels), (ref_images, ref_labels) in zip(*batches, strict=True):
-        assert images.dtype == torch.uint8 and images.shape[1:] == (112, 112, 3)
-        assert torch.equal(images, ref_images) and torch.equal(labels, ref_labels)
-    assert sum(len(b[0]) for b in batches[1]) == len(data)
+    expected = default_collate([data[i] for i in range(len(data))])  # item by item
+    for workers in (0, 2):
+        loader = DataLoader(data, batch_size=5, num_workers=workers, collate_fn=collate_images)
+        images, labels = (torch.cat(parts) for parts in zip(*loader, strict=True))
+        assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+        assert torch.equal(images, expected[0]) and torch.equal(labels, expected[1])
+
+
+def test_collate_stacks_lists_and_passes_row_batches_on(synth_pack):
+    data = PackDataset(str(synth_pack))
+    rows = data.__getitems__([3, 0, 7])
+    assert isinstance(rows, RowBatch) and len(rows) == 3
+    images, labels = collate_images(rows)
+    assert images.data_ptr() == rows.images.ctypes.data  # no copy
+    stacked, same_labels = collate_images([data[i] for i in (3, 0, 7)])
+    assert torch.equal(images, stacked) and torch.equal(labels, same_labels)
+    assert labels.tolist() == [data[i][1] for i in (3, 0, 7)]
+
+
+def test_a_batch_of_mixed_sizes_is_a_data_error():
+    class Mixed:
+        def __getitem__(self, index):
+            return np.zeros((8 + index, 8, 3), np.uint8), index
+
+    with pytest.raises(DataError, match="image 1 is 9x8, the first of its batch 8x8"):
+        read_batch(Mixed(), [0, 1])
 
 
 def _final_weights(run_dir):
