@@ -5,10 +5,11 @@ searched by 1,000 probes.
 The shards (``.npy`` + sidecar identities, 4 rows per identity around a random centre) are
 written chunk by chunk into a temporary folder. Build and search each run in a child process
 through the CLI, which reports its wall time and peak resident set (``ru_maxrss``, which counts
-the pages of memory-mapped files it touched). Probes are noisy copies of rows of the first
-shards; recall@1 compares the index's top-1 row (over the whole gallery) with the exact
-(brute-force) nearest row among those first rows (the "subset"; a probe's nearest row lies there
-unless the noise carries it to another identity's rows, which then counts as a miss).
+the pages of memory-mapped files it touched); the build also reports the peak anonymous and
+file-backed resident memory of each phase (:class:`PhaseMemory`). Probes are noisy copies of
+rows of the first shards; recall@1 compares the index's top-1 row (over the whole gallery) with
+the exact (brute-force) nearest row among those first rows (the "subset"; a probe's nearest row
+lies there unless the noise carries it to another identity's rows, which then counts as a miss).
 
     python benchmarks/bench_gallery.py                        # 10M x 128, 10 shards
     python benchmarks/bench_gallery.py --rows 1000000 --factory IVF256,PQ32   # a smaller run
