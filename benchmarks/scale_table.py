@@ -26,7 +26,8 @@ HEAD_STATE_PER_CLASS = 3 * DIM * FLOAT
 #: / 97.7 MiB at r = 0.1).
 LOGIT_TENSORS = {1.0: (5909 - 1953) / 976.6, 0.1: (2179 - 1953) / 97.66}
 #: Images/s one core decodes (bench_data.py, idle machine): pack read + decode + RGB, and the
-#: full per-image item with float conversion (today's path).
+#: per-image item with float conversion that the uint8 path replaced (its float work now runs
+#: once per batch on the device: docs/data.md).
 DECODE_PER_CORE = 11_658
 ITEM_PER_CORE = 8_356
 #: Training FLOPs per image: 3 x forward (docs/models.md, facebench.models.flops).
@@ -68,7 +69,7 @@ def main() -> None:
             cells = " | ".join(gib(head_memory(classes, n, r, args.batch)) for n in GPUS)
             print(f"| {name} | {classes:,} | {r} | {cells} |")
     print(f"\nImages/s per GPU for one epoch in {args.epoch_hours:g} h, decode cores per GPU")
-    print("(pack read+decode / today's float item), sustained TFLOP/s per GPU for iresnet100:")
+    print("(pack read+decode / former float item), sustained TFLOP/s per GPU for iresnet100:")
     print("| set | images | " + " | ".join(f"{n} GPUs" for n in GPUS) + " |")
     print("|---|---:|" + "---:|" * len(GPUS))
     for name, (_, images) in DATASETS.items():
