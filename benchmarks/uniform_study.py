@@ -31,6 +31,7 @@ SIZE_OPTIONS = {
     "epochs": "training epochs of every run",
     "train_per_class": "training images per class (default: all)",
     "val_per_class": "training images per class carved out for tuning",
+    "fit_per_class": "images per class the tuning runs fit, from the rest (default: all)",
     "test_per_class": "test images per class (default: all)",
     "pairs_per_half": "genuine (= impostor) pairs per fold of the held-out bin",
     "grid_points": "tuning configurations per head (default: the whole grid)",

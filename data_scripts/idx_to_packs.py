@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="also split the train pack into closed/fit and closed/val (this many per class)",
     )
+    parser.add_argument(
+        "--fit-per-class",
+        type=int,
+        help="with --val-per-class: keep at most this many images per class in closed/fit",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets and pairs")
     return parser
 
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for name in ("train_per_class", "test_per_class", "pairs_per_half", "val_per_class"):
+        sizes = ("train_per_class", "test_per_class", "pairs_per_half", "val_per_class")
+        for name in (*sizes, "fit_per_class"):
             value = getattr(args, name)
             if value is not None and value < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 pairs_per_half=args.pairs_per_half,
                 seed=args.seed,
                 val_per_class=args.val_per_class,
+                fit_per_class=args.fit_per_class,
             )
     except FacebenchError as exc:
         print(f"idx_to_packs: error: {exc}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Writes, under ``out``:
   closed/train, closed/test   packs of every class (train split, test split)
   closed/fit, closed/val      with ``val_per_class``: closed/train split into a part to fit and a
-                              validation part (that many images per class) for tuning
+                              validation part (that many images per class) for tuning; with
+                              ``fit_per_class`` the part to fit keeps at most that many per class
   open/train                  pack of the open-set training classes only (train split, labels 0..)
   open/heldout.bin            verification bin from the other classes' test images, LFW layout:
                               10 folds x (n genuine pairs, then n impostor pairs)
@@ -102,11 +103,15 @@ def convert_idx_set(
     pairs_per_half: int = 300,
     seed: int = 0,
     val_per_class: int | None = None,
+    fit_per_class: int | None = None,
 ) -> dict:
     """Write the closed-set packs, the open-set pack and bin under ``out``; return split.json.
 
     ``val_per_class``: also split the kept training images into closed/val (that many random
-    images per class) and closed/fit (the rest), for tuning without the test split."""
+    images per class) and closed/fit (the rest, or ``fit_per_class`` random images per class of
+    it), for tuning without the test split."""
+    if fit_per_class is not None and val_per_class is None:
+        raise DataError("--fit-per-class needs --val-per-class (it caps the part left to fit)")
     out = Path(out)
     rng = np.random.default_rng(seed)
     train_images, train_labels = load_idx_split(src, "train")
@@ -135,9 +140,12 @@ def convert_idx_set(
         in_val[per_class_subset(train_labels, val_per_class, rng)] = True
         if any((train_labels[~in_val] == c).sum() == 0 for c in classes):
             raise DataError(f"--val-per-class {val_per_class}: leaves a class with no image to fit")
-        write_pack(out / "closed" / "fit", train_images[~in_val], train_labels[~in_val])
+        fit = np.flatnonzero(~in_val)
+        if fit_per_class is not None:
+            fit = fit[per_class_subset(train_labels[fit], fit_per_class, rng)]
+        write_pack(out / "closed" / "fit", train_images[fit], train_labels[fit])
         write_pack(out / "closed" / "val", train_images[in_val], train_labels[in_val])
-        counts = {"closed_fit": int((~in_val).sum()), "closed_val": int(in_val.sum())}
+        counts = {"closed_fit": len(fit), "closed_val": int(in_val.sum())}
         log.info("tuning split: %d fit / %d validation images", *counts.values())
 
     relabel = {c: i for i, c in enumerate(open_train_classes)}

@@ -12,7 +12,13 @@ from facebench.fileio import atomic_dir, write_json
 
 #: Classes the open-set model trains on; the others are held out for verification pairs.
 OPEN_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
-SIZE_KEYS = ("train_per_class", "val_per_class", "test_per_class", "pairs_per_half")
+SIZE_KEYS = (
+    "train_per_class",
+    "val_per_class",
+    "fit_per_class",
+    "test_per_class",
+    "pairs_per_half",
+)
 
 
 def check_idx_set(idx_dir: str | Path) -> None:
@@ -44,6 +50,7 @@ def prepare_data(idx_dir: str | Path, data_dir: Path, size: dict, seed: int = 0)
             pairs_per_half=size["pairs_per_half"],
             seed=seed,
             val_per_class=size["val_per_class"],
+            fit_per_class=size["fit_per_class"],
         )
         write_json(Path(tmp) / "study_size.json", wanted)
     return split

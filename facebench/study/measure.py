@@ -6,8 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
+from facebench.schema import rate_key
+
 #: FAR targets of the open-set table (1e-3 needs >= 1,000 impostor pairs).
-OPEN_SET_FARS = ("1e-02", "1e-03")
+OPEN_SET_FARS = (1e-2, 1e-3)
+
+
+def tar_field(far: float) -> str:
+    """The study result's field of TAR at ``far``: ``verification_tar_at_far_1e-03``."""
+    return f"verification_tar_at_far_{rate_key(far)}"
+
+
+def tar_label(far: float) -> str:
+    """The column name of TAR at ``far``: ``TAR@FAR=1e-3``."""
+    return f"TAR@FAR={far:.0e}".replace("e-0", "e-")
 
 
 def feature_geometry(features: np.ndarray, labels: np.ndarray) -> dict:
@@ -74,5 +86,5 @@ def measure_open(model_path: Path, bin_path: Path, report_dir: Path) -> dict:
         "verification_impostor_pairs": report["impostor_pairs"],
     }
     for far in OPEN_SET_FARS:
-        result[f"verification_tar_at_far_{far}"] = report["tar_at_far"].get(far)
+        result[tar_field(far)] = report["tar_at_far"].get(rate_key(far))
     return result

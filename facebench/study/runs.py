@@ -86,7 +86,7 @@ def train_and_measure(
         return json.loads(result_path.read_text())
     if run_dir.exists():  # cut short earlier: start again
         shutil.rmtree(run_dir)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     recipe = run_recipe(run, base_recipe, epochs)
     result = run.describe()
     try:
@@ -96,12 +96,16 @@ def train_and_measure(
         write_json(result_path, result)
         return result
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     convergence = training_converged(trained)
     result.update(
         converged=convergence["converged"],
         convergence=convergence,
         train_seconds=seconds,
         train_images_per_s=trained.steps * recipe.train.batch_size / seconds,
+        # CPU time of this one-thread run: its cost on an idle core, whatever else ran beside it
+        train_cpu_seconds=cpu_seconds,
+        train_images_per_cpu_s=trained.steps * recipe.train.batch_size / cpu_seconds,
     )
     measured = time.perf_counter()
     target = data_dir / TASKS[run.task][1]

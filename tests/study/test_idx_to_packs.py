@@ -140,3 +140,22 @@ def test_validation_split_partitions_the_train_pack(tmp_path):
     assert split["counts"]["closed_val"] == 10 and split["counts"]["closed_fit"] == 20
     with pytest.raises(DataError, match="no image to fit"):
         idx_packs.convert_idx_set(src, tmp_path / "p", [0, 1, 2], val_per_class=6)
+
+
+def test_fit_part_can_be_capped_per_class(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _fake_set(src)
+    split = idx_packs.convert_idx_set(
+        src, tmp_path / "o", [0, 1, 2], val_per_class=2, fit_per_class=3, seed=3
+    )
+    train, fit, val = (
+        [(image.tobytes(), label) for image, label in _pack_contents(tmp_path / "o" / "closed" / n)]
+        for n in ("train", "fit", "val")
+    )
+    # 3 per class of the images not in val: a subset of train, disjoint from val
+    assert sorted(label for _, label in fit) == sorted([0, 1, 2, 3, 4] * 3)
+    assert set(fit) <= set(train) and not set(fit) & set(val)
+    assert split["counts"]["closed_fit"] == 15 and split["counts"]["closed_val"] == 10
+    with pytest.raises(DataError, match="needs --val-per-class"):
+        idx_packs.convert_idx_set(src, tmp_path / "p", [0, 1, 2], fit_per_class=3)

@@ -100,11 +100,12 @@ def test_tuning_table_lists_finished_grid_points_only():
             "converged": True,
             "convergence": {"relative_change": -0.012},
             "train_seconds": 100.0,
-            "train_images_per_s": 1350.0,
+            "train_cpu_seconds": 90.0,
+            "train_images_per_cpu_s": 1500.0,
         },
         runs[2].key: {"error": "loss diverged", "train_seconds": 5.0},
     }
     lines = report.tuning_markdown((head,), runs, results).strip().splitlines()
     assert len(lines) == 4
-    assert lines[2] == "| L_bce-nu | 0.1 | 32 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 1350 |"
+    assert lines[2] == "| L_bce-nu | 0.2 | 32 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 90 | 1500 |"
     assert "error: loss diverged" in lines[3]
