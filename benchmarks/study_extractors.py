@@ -24,17 +24,21 @@ BASE_RECIPE = REPO / "recipes" / "fashion_mnist" / "base.yaml"
 
 #: name -> recipe overrides of the extractor (backbone, widths, precision).
 CANDIDATES = {
-    "small_resnet 16-32-64 fp32": ("model.backbone=small_resnet", "train.amp=none"),
-    "small_resnet 16-32-64 bf16": ("model.backbone=small_resnet", "train.amp=bf16"),
-    "small_resnet 8-16-32 bf16": (
-        "model.backbone=small_resnet",
-        "model.options.widths=[8,16,32]",
-        "train.amp=bf16",
-    ),
-    "tiny_face 32-64-128 fp32": (
-        "model.backbone=tiny_face",
+    "tiny_face 32-64-128 NCHW": (
         "model.options.widths=[32,64,128]",
-        "train.amp=none",
+        "train.channels_last=false",
+    ),
+    "tiny_face 32-64-128 channels_last": (
+        "model.options.widths=[32,64,128]",
+        "train.channels_last=true",
+    ),
+    "tiny_face 24-48-96 channels_last": (
+        "model.options.widths=[24,48,96]",
+        "train.channels_last=true",
+    ),
+    "tiny_face 16-32-64 channels_last": (
+        "model.options.widths=[16,32,64]",
+        "train.channels_last=true",
     ),
 }
 
@@ -45,9 +49,10 @@ def measure(overrides: list[str], data: Path, run_dir: Path) -> dict:
     from facebench.eval.uniform_model import evaluate_uniform_model
     from facebench.train import train
 
-    start = time.perf_counter()
-    result = train(load_recipe(BASE_RECIPE, overrides), run_dir, data_root=data, progress=False)
-    seconds = time.perf_counter() - start
+    recipe = load_recipe(BASE_RECIPE, overrides)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = train(recipe, run_dir, data_root=data, progress=False)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     logged = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     speeds = [r["images_per_s"] for r in logged if "images_per_s" in r]
     report = evaluate_uniform_model(
@@ -55,6 +60,8 @@ def measure(overrides: list[str], data: Path, run_dir: Path) -> dict:
     )
     return {
         "train_seconds": seconds,
+        "train_cpu_seconds": cpu_seconds,
+        "images_per_cpu_s": result.steps * recipe.train.batch_size / cpu_seconds,
         "images_per_s": statistics.median(speeds),
         "sample_accuracy": report["sample_accuracy"],
         "uniform_accuracy": report["uniform_accuracy"],
@@ -66,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure every candidate with every head; print a table, write OUT/extractors.json."""
     import torch
 
+    from facebench.fileio import write_json
     from facebench.study.heads import select_heads
 
     parser = argparse.ArgumentParser(
@@ -84,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in names:
         for head in select_heads(args.heads):
-            overrides = [*CANDIDATES[name], f"train.epochs={args.epochs}", "train.batch_size=128"]
+            overrides = [*CANDIDATES[name], f"train.epochs={args.epochs}"]
             overrides += head.overrides(0.1, 64.0 if head.has_scale() else None)
             run_dir = args.out / f"{name.replace(' ', '_')}-{head.key}"
             row = {
@@ -94,13 +102,13 @@ def main(argv: list[str] | None = None) -> int:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (args.out / "extractors.json").write_text(json.dumps(rows, indent=2))
-    print("| extractor | head | images/s (1 thread) | train s | sample-wise | uniform |")
-    print("|---|---|---|---|---|---|")
+    write_json(args.out / "extractors.json", rows)
+    print("| extractor | head | images/s | images/CPU-s | train s | sample-wise | uniform |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['extractor']} | {r['head']} | {r['images_per_s']:.0f} "
-            f"| {r['train_seconds']:.0f} "
+            f"| {r['images_per_cpu_s']:.0f} | {r['train_seconds']:.0f} "
             f"| {r['sample_accuracy']:.4f} | {r['uniform_accuracy']:.4f} |"
         )
     return 0

@@ -26,7 +26,7 @@ SIZES = {
     "full": {
         "train_per_class": None,
         "val_per_class": 500,
-        "fit_per_class": 2500,
+        "fit_per_class": 2000,
         "test_per_class": None,
         "pairs_per_half": 300,
         "epochs": 5.0,
@@ -35,7 +35,7 @@ SIZES = {
         "grid_points": None,
     },
     "quick": {
-        "train_per_class": 40,
+        "train_per_class": 60,
         "val_per_class": 10,
         "fit_per_class": None,
         "test_per_class": 30,

@@ -57,12 +57,13 @@ def select_settings(
 
 
 def table_runs(heads: tuple[StudyHead, ...], settings: dict, seeds: int) -> list[Run]:
-    """Closed- and open-set runs of every head at its chosen settings, seed by seed."""
+    """Every head's closed- and open-set runs (those of its tasks) at its chosen settings, seed
+    by seed."""
     return [
         Run(head, task, seed, settings[head.key]["lr"], settings[head.key]["scale"])
         for seed in range(seeds)
         for head in heads
-        for task in ("closed", "open")
+        for task in head.tasks
     ]
 
 

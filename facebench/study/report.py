@@ -81,6 +81,8 @@ def judge_claims(heads, results: dict, runs: list) -> list[dict]:
             continue
         for claim, metric, higher in CLAIMS:
             task = next(t for m, _, t in METRICS if m == metric)
+            if task not in by_key[better].tasks or task not in by_key[other].tasks:
+                continue
             a = per_seed(results, runs, by_key[better], task, metric)
             b = per_seed(results, runs, by_key[other], task, metric)
             converged = all_converged(results, runs, {better, other}, task)

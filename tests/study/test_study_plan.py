@@ -69,6 +69,15 @@ def test_table_is_planned_seed_by_seed_and_the_sweep_reuses_its_runs():
     assert len({r.key for r in runs}) == len(runs)
 
 
+def test_a_head_trains_only_its_own_tasks():
+    heads = (HEADS["bce_u_norm"], HEADS["sphereface2"])
+    settings = {h.key: {"lr": 0.1, "scale": 32.0} for h in heads}
+    table = plan.table_runs(heads, settings, seeds=2)
+    tasks = {(r.head.key, r.task) for r in table}
+    assert tasks == {("bce_u_norm", "closed"), ("bce_u_norm", "open"), ("sphereface2", "closed")}
+    assert len(table) == 2 * 3
+
+
 def test_grid_points_cut_the_grid_for_smoke_runs():
     runs = plan.tuning_runs(DEFAULT_HEADS, points=2)
     assert len(runs) == 2 * len(DEFAULT_HEADS)

@@ -63,6 +63,17 @@ def test_unconverged_runs_leave_claims_unjudged():
     assert {c["verdict"] for c in claims} == {"not judged"}
 
 
+def test_a_closed_set_only_head_is_compared_on_closed_set_claims_only():
+    pair = (HEADS["bce_u_norm"], HEADS["sphereface2"])
+    settings = {h.key: {"lr": 0.1, "scale": 32.0} for h in pair}
+    runs = plan.table_runs(pair, settings, seeds=3)
+    results = {r.key: {"uniform_accuracy": 0.5, "converged": True} for r in runs}
+    claims = report.judge_claims(pair, results, runs)
+    closed = {m for m, _, task in report.METRICS if task == "closed"}
+    assert claims and {c["metric"] for c in claims} <= closed
+    assert {(c["better"], c["other"]) for c in claims} == {("bce_u_norm", "sphereface2")}
+
+
 def test_learned_threshold_claim():
     runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
     (judged,) = report.judge_thresholds(PAIR, _results(runs), runs)
