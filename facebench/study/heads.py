@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from facebench.errors import ConfigError
 
-LINEAR_LRS = (0.4, 0.2, 0.1, 0.05)
-NORMALIZED_LRS = (0.2, 0.05)
+LINEAR_LRS = (0.2, 0.1, 0.05, 0.025)
+NORMALIZED_LRS = (0.1, 0.025)
 NORMALIZED_SCALES = (32.0, 64.0)
 GRID_SIZE = 4
 
