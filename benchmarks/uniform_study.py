@@ -29,6 +29,7 @@ SIZE_OPTIONS = {
     "seeds": "seeds of the table",
     "sweep_seeds": "seeds per γ-sweep point",
     "epochs": "training epochs of every run",
+    "min_images": "training images every run sees at least (more epochs on a small set)",
     "train_per_class": "training images per class (default: all)",
     "val_per_class": "training images per class carved out for tuning",
     "fit_per_class": "images per class the tuning runs fit, from the rest (default: all)",

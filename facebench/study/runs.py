@@ -7,6 +7,7 @@ run cut short before that is started again from scratch (its folder is cleared f
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ TASKS = {
     "closed": ("closed/train", "closed/test"),
     "open": ("open/train", "open/heldout.bin"),
 }
+#: task -> its training pack's image count in the data folder's split.json.
+TRAIN_COUNTS = {"tune": "closed_fit", "closed": "closed_train", "open": "open_train"}
 RESULT_NAME = "study_result.json"
 #: The learning rate falls tenfold at these fractions of training: lr/10 from 50 %, lr/100 from
 #: 60 %, lr/1000 for the last 20 % (one epoch of five), where the loss can settle on a plateau.
@@ -55,9 +58,18 @@ class Run:
         }
 
 
+def run_epochs(epochs: float, train_images: int, min_images: int) -> float:
+    """``epochs``, or more where that many epochs of ``train_images`` fall short of
+    ``min_images`` (rounded up to whole epochs, so the convergence rule compares whole ones)."""
+    if epochs * train_images >= min_images:
+        return epochs
+    return float(math.ceil(min_images / train_images))
+
+
 def run_recipe(run: Run, base_recipe: Path, epochs: float):
     """The run's recipe: the study's base recipe (the set-up every head shares), then the run's
-    head, settings, seed, epochs, LR milestones and training pack."""
+    head, settings, seed, epochs, LR milestones and training pack. ``epochs`` must already
+    include :func:`run_epochs`."""
     from facebench.config import load_recipe
 
     milestones = ",".join(f"{epochs * fraction:g}" for fraction in LR_DROPS)
@@ -72,9 +84,10 @@ def run_recipe(run: Run, base_recipe: Path, epochs: float):
 
 
 def train_and_measure(
-    run: Run, data_dir: Path, runs_dir: Path, base_recipe: Path, epochs: float
+    run: Run, data_dir: Path, runs_dir: Path, base_recipe: Path, epochs: float, min_images: int
 ) -> dict:
-    """Train ``run`` (unless its result exists), judge convergence, measure; return the result."""
+    """Train ``run`` (unless its result exists) for ``epochs`` or at least ``min_images``
+    images, judge convergence, measure; return the result."""
     from facebench.errors import FacebenchError
     from facebench.study.measure import measure_closed, measure_open
     from facebench.train import train
@@ -87,7 +100,9 @@ def train_and_measure(
     if run_dir.exists():  # cut short earlier: start again
         shutil.rmtree(run_dir)
     start, cpu_start = time.perf_counter(), time.process_time()
-    recipe = run_recipe(run, base_recipe, epochs)
+    counts = json.loads((data_dir / "split.json").read_text())["counts"]
+    run_length = run_epochs(epochs, counts[TRAIN_COUNTS[run.task]], min_images)
+    recipe = run_recipe(run, base_recipe, run_length)
     result = run.describe()
     try:
         trained = train(recipe, run_dir, data_root=data_dir, progress=False)

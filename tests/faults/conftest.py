@@ -3,6 +3,7 @@ reports, an IJB layout, an image folder, a pairs list and an idx set (32 px wher
 
 import argparse
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def world(tmp_path_factory):
         images = rng.integers(0, 256, (len(labels), 6, 5), dtype=np.uint8)
         write_idx(w / "idx" / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(w / "idx" / f"{split}-labels-idx1-ubyte.gz", labels)
+    (w / "digits").mkdir()
+    for digit in range(10):
+        grey = (np.arange(2 * 28 * 28) % 256 / 255).tolist()  # two 28x28 images per digit
+        (w / "digits" / f"{digit}.json").write_text(json.dumps({"data": grey}))
     return w
 
 

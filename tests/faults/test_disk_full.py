@@ -41,6 +41,7 @@ COMMANDS = {
     "data_scripts/align.py": "--images {w}/IJBC/loose_crop --landmarks "
     "{w}/IJBC/meta/ijbc_name_5pts_score.txt --out {m}/aligned",
     "data_scripts/idx_to_packs.py": "{w}/idx --out {m}/fm --pairs-per-half 2",
+    "data_scripts/json_digits_to_idx.py": "{w}/digits --out {m}/digits --test-fraction 0.5",
     "data_scripts/lfw_pairs_to_bin.py": "--pairs {w}/lfw_pairs.txt --root {w}/lfw "
     "--pattern {{name}}/{{name}}_{{n:04d}}.png --out {m}/lfw.bin",
 }

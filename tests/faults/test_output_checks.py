@@ -88,6 +88,7 @@ TABLE = {
         ["--images", "{no}", "--landmarks", "{no}/lm.txt", "--out", "{out}"],
     ),
     "data_scripts/idx_to_packs.py": ("new-dir", "packs", ["{no}", "--out", "{out}"]),
+    "data_scripts/json_digits_to_idx.py": ("new-dir", "digits", ["{no}", "--out", "{out}"]),
     "data_scripts/lfw_pairs_to_bin.py": (
         "file",
         "lfw.bin",

@@ -7,7 +7,7 @@ import pytest
 from facebench.errors import ConfigError
 from facebench.study import plan
 from facebench.study.heads import DEFAULT_HEADS, GRID_SIZE, SWEEP_SCALES, select_heads
-from facebench.study.runs import LR_DROPS, Run, run_recipe
+from facebench.study.runs import LR_DROPS, Run, run_epochs, run_recipe
 
 BASE = Path(__file__).resolve().parents[2] / "recipes" / "fashion_mnist" / "base.yaml"
 HEADS = {h.key: h for h in DEFAULT_HEADS}
@@ -91,3 +91,10 @@ def test_run_recipe_sets_head_settings_seed_and_milestones():
     assert recipe.train.seed == 3 and recipe.data.train == "open/train"
     assert recipe.schedule.milestones == [10.0 * f for f in LR_DROPS]
     assert run.key == "bce_u_margin-open-lr0.025-g32-s3"
+
+
+def test_a_small_training_set_trains_more_epochs_to_the_minimum_image_count():
+    assert run_epochs(5.0, 60_000, 100_000) == 5.0  # Fashion-MNIST: 300,000 images
+    assert run_epochs(5.0, 20_000, 100_000) == 5.0  # exactly the minimum
+    assert run_epochs(5.0, 8_500, 100_000) == 12.0  # 102,000 images, whole epochs
+    assert run_epochs(2.0, 600, 1) == 2.0
