@@ -16,7 +16,9 @@ from facebench.data.bins import write_verification_bin
 from facebench.data.images import InputConvention, encode_image
 from facebench.data.packs import write_face_pack
 from facebench.embed.distributed import shard_rows
+from facebench.embed.io import assemble_rows, save_embedding_shards, save_embeddings, write_rows
 from facebench.embed.sources import PackSource
+from facebench.errors import DataError
 from facebench.models import build_backbone
 from facebench.models.artifact import save_model_artifact
 
@@ -119,3 +121,26 @@ def test_a_bad_image_on_one_rank_stops_every_rank_with_one_line(workdir, tmp_pat
     assert sorted(os.listdir(tmp_path)) == sorted(
         [*(os.path.basename(f) for f in files), "list.txt"]
     )
+
+
+def test_shards_stream_into_the_file_save_embeddings_writes(tmp_path):
+    rng = np.random.default_rng(1)
+    parts = [rng.normal(size=(n, 8)).astype(np.float32) for n in (5, 3, 7)]
+    shards = [write_rows(str(tmp_path / f"s{i}.npy"), p) for i, p in enumerate(parts)]
+    whole = np.concatenate(parts)
+    rows = np.empty_like(whole)
+    assemble_rows(shards, rows, block_bytes=64)  # 2 rows a block: several blocks a shard
+    assert np.array_equal(rows, whole)
+    sidecar = {"ids": list(range(15))}
+    save_embeddings(str(tmp_path / "one.npy"), whole, sidecar)
+    save_embedding_shards(str(tmp_path / "two.npy"), shards, sidecar)
+    for ext in ("npy", "json"):
+        assert (tmp_path / f"two.{ext}").read_bytes() == (tmp_path / f"one.{ext}").read_bytes()
+
+
+def test_shards_of_different_widths_are_refused_by_name(tmp_path):
+    a = write_rows(str(tmp_path / "a.npy"), np.ones((2, 8), np.float32))
+    b = write_rows(str(tmp_path / "b.npy"), np.ones((2, 4), np.float32))
+    with pytest.raises(DataError, match=r"b\.npy: rows of 4 values, the shards before have 8"):
+        save_embedding_shards(str(tmp_path / "out.npy"), [a, b], {})
+    assert sorted(os.listdir(tmp_path)) == ["a.npy", "b.npy"]
