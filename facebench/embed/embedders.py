@@ -110,8 +110,12 @@ class OnnxEmbedder:
 
 
 def _uint8_tensor(rgb: np.ndarray, device) -> torch.Tensor:
-    """A uint8 NHWC array as a tensor on ``device`` (shared with the array on the CPU)."""
-    return torch.as_tensor(np.ascontiguousarray(rgb), device=device)
+    """A uint8 NHWC array as a tensor on ``device``; on the CPU it shares a contiguous, writable
+    array's memory (a read-only one, such as a memory-mapped file, is copied)."""
+    array = np.asarray(rgb)
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        array = np.array(array, order="C")
+    return torch.as_tensor(array, device=device)
 
 
 def _onnx_providers(device: str, available: list[str]) -> list[str]:

@@ -2,6 +2,8 @@
 replaced, for the conversion itself, for training and for embedding; DataLoader workers hand
 over uint8 batches."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -176,6 +178,16 @@ def test_embedding_matches_the_per_image_path(real_faces, convention, monkeypatc
     monkeypatch.setattr("facebench.embed.embedders.model_input", old_batch_input)
     old = embed_images(TorchEmbedder(module, convention), faces, batch_size=4, progress=False)
     assert np.array_equal(new, old)
+
+
+def test_read_only_images_embed_without_a_warning(real_faces):
+    module = build_backbone("tiny_face", 16, widths=[8, 16], blocks=[1, 1]).eval()
+    faces = real_faces.numpy().copy()
+    expected = TorchEmbedder(module).embed(faces)
+    faces.setflags(write=False)  # as a memory-mapped file would be
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(TorchEmbedder(module).embed(faces), expected)
 
 
 def test_embedder_feeds_channels_last_batches_when_asked(real_faces):
