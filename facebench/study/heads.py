@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from facebench.errors import ConfigError
 
 LINEAR_LRS = (0.2, 0.1, 0.05, 0.025)
-NORMALIZED_LRS = (0.1, 0.025)
-NORMALIZED_SCALES = (32.0, 64.0)
+NORMALIZED_LRS = (0.025, 0.0125)
+NORMALIZED_SCALES = (16.0, 32.0)
 GRID_SIZE = 4
 
 
@@ -76,7 +76,7 @@ COMPARISONS = (
 
 #: The γ sweep of the paper's figure 1: the normalized SoftMax and unified-bias BCE.
 SWEEP_HEADS = ("normsoftmax", "bce_u_norm")
-SWEEP_SCALES = (32.0, 64.0, 128.0)
+SWEEP_SCALES = (16.0, 32.0, 64.0)
 
 
 def select_heads(names: str | None) -> tuple[StudyHead, ...]:
