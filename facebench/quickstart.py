@@ -204,7 +204,7 @@ def train_with_plateau_report(
     (epoch-mean losses and the plateau verdict of :mod:`facebench.train.convergence`) with the
     run's last verification ``metrics``."""
     from facebench.train import train
-    from facebench.train.convergence import epoch_losses, plateau_report
+    from facebench.train.convergence import training_converged
 
     with reproducible_threads():
         result = train(
@@ -215,15 +215,15 @@ def train_with_plateau_report(
             overrides=overrides,
             progress=False,
         )
-    means = epoch_losses(result.losses, result.steps_per_epoch, result.start_step)
+    plateau = training_converged(result)
     report = {
         "kind": "training",
         "recipe": str(recipe.name),
         "steps": result.steps,
         "steps_per_epoch": result.steps_per_epoch,
         "threads": THREADS_PER_HEAD,
-        "epoch_losses": means,
-        "plateau": plateau_report(means),
+        "epoch_losses": plateau.pop("epoch_losses"),
+        "plateau": plateau,
     }
     write_json(str(run_dir / "reports" / "training.json"), report)
     return {**report, "metrics": result.metrics}

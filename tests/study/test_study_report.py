@@ -118,5 +118,6 @@ def test_tuning_table_lists_finished_grid_points_only():
     }
     lines = report.tuning_markdown((head,), runs, results).strip().splitlines()
     assert len(lines) == 4
-    assert lines[2] == "| L_bce-nu | 0.025 | 16 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 90 | 1500 |"
+    expected = "| L_bce-nu | 0.025 | 16 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 90 | 1500 |"
+    assert lines[2] == expected
     assert "error: loss diverged" in lines[3]

@@ -59,3 +59,49 @@ def test_training_converged_reads_a_train_result(tmp_path):
     report = training_converged(result)
     assert report["converged"] and report["epochs"] == 3
     assert report["last_epoch_loss"] == pytest.approx(0.99)
+
+
+def test_difference_standard_error_against_numpy():
+    import numpy as np
+
+    from facebench.train.convergence import difference_standard_error
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.3, 13), rng.normal(0.9, 0.1, 17)
+    expected = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    assert difference_standard_error(a.tolist(), b.tolist()) == pytest.approx(expected)
+    assert difference_standard_error([1.0], [1.0, 2.0]) == math.inf
+
+
+def _result(tmp_path, epochs, start_step=0):
+    losses = [x for epoch in epochs for x in epoch][start_step:]
+    per_epoch = len(epochs[0])
+    return TrainResult(tmp_path, None, len(losses), losses, start_step, steps_per_epoch=per_epoch)
+
+
+def test_a_change_inside_the_step_noise_is_a_plateau(tmp_path):
+    # a tiny, noisy loss at the end of a small set: +6 % between the means, but the steps
+    # scatter by +-50 %, so two standard errors of the difference are far wider than 6 %
+    noisy = [[0.020, 0.030, 0.010, 0.040, 0.010], [0.021, 0.032, 0.011, 0.042, 0.0106]]
+    report = training_converged(_result(tmp_path, [[1.0] * 5, *noisy]))
+    assert report["relative_change"] == pytest.approx(0.06, abs=0.001)
+    assert report["relative_noise"] > 0.5 and report["converged"]
+    assert "standard errors" in report["rule"]
+
+
+def test_a_clear_trend_is_no_plateau_even_with_the_noise_criterion(tmp_path):
+    # -5 % between epochs whose steps barely scatter: not noise, still training
+    falling = [[1.000, 1.001, 0.999, 1.000], [0.950, 0.951, 0.949, 0.950]]
+    report = training_converged(_result(tmp_path, falling))
+    assert report["relative_noise"] < 0.01 and not report["converged"]
+
+
+def test_the_noise_comes_from_the_last_two_complete_epochs_of_a_resumed_run(tmp_path):
+    from facebench.train.convergence import difference_standard_error
+
+    epochs = [[5.0, 1.0], [0.5, 0.7], [0.6, 0.62], [0.61, 0.6]]
+    result = _result(tmp_path, epochs, start_step=3)  # resumed mid-epoch 1
+    report = training_converged(result)
+    assert report["epochs"] == 2 and report["epoch_losses"] == pytest.approx([0.61, 0.605])
+    error = difference_standard_error(epochs[2], epochs[3])
+    assert report["relative_noise"] == pytest.approx(2 * error / 0.61)
