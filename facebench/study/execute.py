@@ -86,12 +86,16 @@ def execute(runs: list[Run], pool, context: dict, on_result) -> dict[str, dict]:
     return results
 
 
-def write_outputs(out: Path, summary: dict, heads, runs: list[Run], results: dict) -> None:
-    """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far."""
+def write_outputs(
+    out: Path, summary: dict, heads, table: list[Run], runs: list[Run], results: dict
+) -> None:
+    """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far: the
+    table and the claims from the ``table`` runs (each head at its chosen settings), the γ
+    figure from all ``runs`` (the sweep's other γ too)."""
     labels = {h.key: h.label for h in heads}
-    rows = report.summarize(heads, results, runs)
-    claims = report.judge_claims(heads, results, runs)
-    thresholds = report.judge_thresholds(heads, results, runs)
+    rows = report.summarize(heads, results, table)
+    claims = report.judge_claims(heads, results, table)
+    thresholds = report.judge_thresholds(heads, results, table)
     points = report.sweep_points(heads, results, runs)
     summary.update(
         table=rows,
@@ -156,20 +160,18 @@ def run_study(
         summary["settings"] = settings
         summary["tuning_runs"] = tuned
         write_json(out / "settings.json", settings)
-        runs = plan.unique(
-            plan.table_runs(heads, settings, size["seeds"])
-            + plan.sweep_runs(heads, settings, size["sweep_seeds"])
-        )
+        table = plan.table_runs(heads, settings, size["seeds"])
+        runs = plan.unique(table + plan.sweep_runs(heads, settings, size["sweep_seeds"]))
         log.info("phase 2: %d table and sweep runs", len(runs))
 
         def refresh(results: dict) -> None:
             summary["_started"] = started
-            write_outputs(out, summary, heads, runs, results)
+            write_outputs(out, summary, heads, table, runs, results)
 
         results = execute(runs, pool, context, refresh)
     every = [*tuned.values(), *results.values()]
     summary["train_seconds_total"] = sum(r["train_seconds"] for r in every)
     summary["train_cpu_seconds_total"] = sum(r.get("train_cpu_seconds", 0.0) for r in every)
     summary["_started"] = started
-    write_outputs(out, summary, heads, runs, results)
+    write_outputs(out, summary, heads, table, runs, results)
     return summary
