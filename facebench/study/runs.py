@@ -6,14 +6,13 @@ run cut short before that is started again from scratch (its folder is cleared f
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebench.fileio import write_json
+from facebench.fileio import read_json, write_json
 from facebench.study.heads import StudyHead
 
 #: task -> (training pack, evaluation target), relative to the data folder.
@@ -96,11 +95,11 @@ def train_and_measure(
     run_dir = runs_dir / run.key
     result_path = run_dir / RESULT_NAME
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        return read_json(result_path)
     if run_dir.exists():  # cut short earlier: start again
         shutil.rmtree(run_dir)
     start, cpu_start = time.perf_counter(), time.process_time()
-    counts = json.loads((data_dir / "split.json").read_text())["counts"]
+    counts = read_json(data_dir / "split.json")["counts"]
     run_length = run_epochs(epochs, counts[TRAIN_COUNTS[run.task]], min_images)
     recipe = run_recipe(run, base_recipe, run_length)
     result = run.describe()
