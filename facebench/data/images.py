@@ -50,19 +50,26 @@ class InputConvention:
 DEFAULT_CONVENTION = InputConvention()
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes (JPEG/PNG) to uint8 RGB ``(H, W, 3)``; ``source`` names it in errors.
+def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes (JPEG/PNG; ``bytes`` or a uint8 array) to uint8 RGB ``(H, W, 3)``;
+    ``source`` names it in errors.
 
     The codec writes RGB itself (no separate BGR->RGB pass). A JPEG without an end-of-image
     marker is refused: OpenCV would fill the missing part grey.
     """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if buf.size else None
+    buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if len(buf) else None
     if rgb is None or rgb.size == 0:
-        raise DataError(f"{source}: image does not decode ({len(data)} bytes)")
-    if data[:2] == _JPEG_START and data.rfind(_JPEG_END) < 2:
-        raise DataError(f"{source}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
+        raise DataError(f"{source}: image does not decode ({len(buf)} bytes)")
+    if buf[:2].tobytes() == _JPEG_START and not _ends_jpeg(buf):
+        raise DataError(f"{source}: truncated JPEG ({len(buf)} bytes, no end-of-image marker)")
     return rgb
+
+
+def _ends_jpeg(buf: np.ndarray) -> bool:
+    """Whether a JPEG's bytes hold an end-of-image marker after the start marker (checked at
+    the very end first: where encoders put it)."""
+    return buf[-2:].tobytes() == _JPEG_END or buf.tobytes().rfind(_JPEG_END) >= 2
 
 
 def read_bytes(path: str) -> bytes:

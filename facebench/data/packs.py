@@ -169,21 +169,21 @@ class FacePack:
 
     def label(self, key: int) -> int:
         """Class of image ``key``."""
-        return self.read_encoded(key)[1]
+        return self._record(key)[1]
 
     def read_sample(self, key: int) -> tuple[np.ndarray, int]:
         """``(uint8 RGB (H, W, 3), label)`` of image ``key``; its size must match the property."""
-        image, label = self.read_encoded(key)
+        image, label = self._record(key)
         return self._decode(key, image), label
 
     def read_verified(self, key: int) -> tuple[bytes, int]:
         """``(encoded image bytes, label)`` after checking that the bytes decode to an image of
         the pack's size."""
-        image, label = self.read_encoded(key)
+        image, label = self._record(key)
         self._decode(key, image)
-        return image, label
+        return image.tobytes(), label
 
-    def _decode(self, key: int, image: bytes) -> np.ndarray:
+    def _decode(self, key: int, image: np.ndarray) -> np.ndarray:
         rgb = decode_image(image, source=f"{self.rec_path}: key {key}")
         if self.property is not None and rgb.shape[:2] != self.property[1:]:
             raise DataError(
@@ -197,12 +197,18 @@ class FacePack:
         return self.read_sample(key)[0]
 
     def read_encoded(self, key: int) -> tuple[bytes, int]:
-        """``(encoded image bytes, label)`` of image ``key`` without decoding.
+        """``(encoded image bytes, label)`` of image ``key`` without decoding (see
+        :meth:`_record`)."""
+        image, label = self._record(key)
+        return image.tobytes(), label
+
+    def _record(self, key: int) -> tuple[np.ndarray, int]:
+        """``(encoded image bytes as a uint8 view into the pack, label)`` of image ``key``.
 
         The label is ``labels[0]`` if the header's ``flag > 0``, else the scalar; it must be a
         whole number below the class count (property or identity records) when that is known.
         """
-        header, image = self.reader.read_record(key)
+        header, image = self.reader.record_view(key)
         raw = float(header.label[0] if header.flag > 0 else header.label)
         limit = self.label_limit if self.label_limit is not None else np.inf
         if not (raw.is_integer() and 0 <= raw < limit):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import os
 import struct
 from typing import NamedTuple
@@ -53,8 +54,9 @@ def pack_record(header: IRHeader, image_bytes: bytes = b"") -> bytes:
     return head + labels.tobytes() + bytes(image_bytes)
 
 
-def unpack_record(payload: bytes, source: str = "<record>") -> tuple[IRHeader, bytes]:
-    """Split a payload into its header (array label when ``flag > 0``) and the image bytes."""
+def unpack_record(payload: bytes | np.ndarray, source: str = "<record>") -> tuple[IRHeader, bytes]:
+    """Split a payload into its header (array label when ``flag > 0``) and the image bytes (of
+    the payload's type: a uint8 array payload gives a view of it)."""
     if len(payload) < _HEADER.size:
         raise DataError(f"{source}: payload of {len(payload)} bytes is shorter than the header")
     flag, label, id1, id2 = _HEADER.unpack_from(payload)
@@ -179,8 +181,9 @@ class _KeyTable:
 class IndexedRecordReader:
     """Random access to a ``.rec`` by the keys of its ``.idx``; safe in DataLoader workers.
 
-    The file is opened lazily in each process (``os.pread``, no shared seek position) and the
-    handle is dropped when pickled, so a reader handed to worker processes reopens there.
+    The file is memory-mapped lazily in each process (records are sliced out of the page cache
+    without a system call per read) and the map is dropped when pickled, so a reader handed to
+    worker processes maps the file again there.
     """
 
     def __init__(self, rec_path: str, idx_path: str | None = None):
@@ -200,7 +203,8 @@ class IndexedRecordReader:
         #: keys in index-file order (which need not be key order)
         self.keys = keys
         self._table = _KeyTable(keys, offsets, self.idx_path)
-        self._fd = None
+        self._map = None
+        self._bytes = None
         self._pid = None
 
     def __len__(self) -> int:
@@ -214,25 +218,30 @@ class IndexedRecordReader:
         return self._table.missing(np.asarray(keys, dtype=np.int64))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fd": None, "_pid": None}
+        return {**self.__dict__, "_map": None, "_bytes": None, "_pid": None}
 
     def __del__(self):
         self.close()
 
     def close(self) -> None:
-        """Close this process's file handle (it reopens on the next read)."""
-        if getattr(self, "_fd", None) is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
+        """Unmap this process's view of the file (it maps again on the next read)."""
+        mapped, self._map, self._bytes = getattr(self, "_map", None), None, None
+        if mapped is not None and self._pid == os.getpid():
+            with contextlib.suppress(BufferError):  # a view still held: unmapped when freed
+                mapped.close()
 
-    def _handle(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
+    def _mapped(self) -> mmap.mmap:
+        """This process's read-only map of the ``.rec`` (made on first use)."""
+        if self._map is None or self._pid != os.getpid():
             try:
-                self._fd = os.open(self.rec_path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except OSError as exc:
-                raise DataError(f"{self.rec_path}: cannot open ({exc.strerror})") from exc
+                with open(self.rec_path, "rb") as f:
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:  # ValueError: the file became empty
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise DataError(f"{self.rec_path}: cannot map ({reason})") from exc
+            self._bytes = np.frombuffer(self._map, dtype=np.uint8)
             self._pid = os.getpid()
-        return self._fd
+        return self._map
 
     def offset(self, key: int) -> int:
         """Byte offset of ``key``'s record; DataError for a key not in the index."""
@@ -247,16 +256,15 @@ class IndexedRecordReader:
 
     def read_at(self, offset: int, key: int | None = None) -> bytes:
         """The payload of the record whose first part starts at byte ``offset``."""
-        fd = self._handle()
+        data = self._mapped()
         parts = []
         pos = offset
         while True:
-            frame = os.pread(fd, _FRAME.size, pos)
-            if len(frame) < _FRAME.size:
+            if pos + _FRAME.size > len(data):
                 raise DataError(
-                    f"{self._where(offset, key)}: truncated record (file ends at byte {self.size})"
+                    f"{self._where(offset, key)}: truncated record (file ends at byte {len(data)})"
                 )
-            magic, lrec = _FRAME.unpack(frame)
+            magic, lrec = _FRAME.unpack_from(data, pos)
             if magic != MAGIC:
                 raise DataError(
                     f"{self._where(offset, key)}: wrong magic word 0x{magic:08X} at byte {pos} "
@@ -268,16 +276,29 @@ class IndexedRecordReader:
                 raise DataError(
                     f"{self._where(offset, key)}: unexpected part flag {cflag} at byte {pos}"
                 )
-            data = os.pread(fd, length, pos + _FRAME.size)
-            if len(data) < length:
+            part = data[pos + _FRAME.size : pos + _FRAME.size + length]
+            if len(part) < length:
                 raise DataError(
                     f"{self._where(offset, key)}: truncated record ({length} bytes announced "
-                    f"at byte {pos}, {len(data)} present)"
+                    f"at byte {pos}, {len(part)} present)"
                 )
-            parts.append(data)
+            parts.append(part)
             if cflag in (0, 3):
                 return parts[0] if len(parts) == 1 else _MAGIC_BYTES.join(parts)
             pos += _FRAME.size + length + (-length % 4)
+
+    def payload_view(self, key: int) -> np.ndarray:
+        """The payload of record ``key`` as uint8: a view into the map, no copy, when the record
+        is one part; multi-part records and every error go through :meth:`read_at`."""
+        offset = self.offset(key)
+        data = self._mapped()
+        if offset + _FRAME.size <= len(data):
+            magic, lrec = _FRAME.unpack_from(data, offset)
+            start = offset + _FRAME.size
+            end = start + (lrec & _LENGTH_MASK)
+            if magic == MAGIC and lrec >> 29 == 0 and end <= len(data):
+                return self._bytes[start:end]
+        return np.frombuffer(self.read_at(offset, key), dtype=np.uint8)
 
     def _where(self, offset: int, key: int | None) -> str:
         """The record named in errors (built only when one is raised)."""
@@ -285,13 +306,20 @@ class IndexedRecordReader:
         return f"{self.rec_path}: {at}"
 
     def read_record(self, key: int) -> tuple[IRHeader, bytes]:
-        """Header and image bytes of record ``key``.
+        """Header and image bytes of record ``key`` (see :meth:`record_view`)."""
+        header, image = self.record_view(key)
+        return header, image.tobytes()
+
+    def record_view(self, key: int) -> tuple[IRHeader, np.ndarray]:
+        """Header and image bytes (uint8, a view into the map, see :meth:`payload_view`) of
+        record ``key``.
 
         The header's id is the record's key in packs written by im2rec, InsightFace and
         facebench (0 where a writer left it unset); any other id means the index points at
         another record, which is an error.
         """
-        header, image = unpack_record(self.read(key), source=f"{self.rec_path}: key {key}")
+        payload = self.payload_view(key)
+        header, image = unpack_record(payload, source=f"{self.rec_path}: key {key}")
         if header.id != key and header.id != 0:
             raise DataError(
                 f"{self.rec_path}: key {key}: the record at offset {self.offset(key)} is record "

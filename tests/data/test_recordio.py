@@ -114,6 +114,28 @@ def test_header_round_trip(header):
     np.testing.assert_array_equal(back.label, header.label)
 
 
+def test_one_part_payloads_are_views_into_the_map(hand_built):
+    rec, payloads, _ = hand_built
+    reader = IndexedRecordReader(rec)
+    for key, payload in payloads.items():
+        view = reader.payload_view(key)
+        assert view.dtype == np.uint8 and view.tobytes() == payload
+        assert not view.flags.writeable
+        # one-part records share the map's memory; the 3-part one is joined into new bytes
+        assert np.shares_memory(view, reader._bytes) == (key != 2)
+    header, image = reader.record_view(9)
+    assert header.flag == 2 and list(header.label) == [3.0, 9.0] and image.tobytes() == b"xy"
+
+
+def test_close_while_a_view_is_held(hand_built):
+    rec, payloads, _ = hand_built
+    reader = IndexedRecordReader(rec)
+    view = reader.payload_view(5)
+    reader.close()  # the map stays alive for the view and is freed with it
+    assert view.tobytes() == payloads[5]
+    assert reader.read(9) == payloads[9]  # maps the file again
+
+
 def test_reader_survives_pickling_and_reopens(hand_built):
     rec, payloads, _ = hand_built
     reader = IndexedRecordReader(rec)

@@ -116,7 +116,7 @@ def test_collate_stacks_lists_and_passes_row_batches_on(synth_pack):
     rows = data.__getitems__([3, 0, 7])
     assert isinstance(rows, RowBatch) and len(rows) == 3
     images, labels = collate_images(rows)
-    assert images.data_ptr() == rows.images.ctypes.data  # no copy
+    assert images.data_ptr() == rows.images.ctypes.data == rows.batch.data_ptr()  # no copy
     stacked, same_labels = collate_images([data[i] for i in (3, 0, 7)])
     assert torch.equal(images, stacked) and torch.equal(labels, same_labels)
     assert labels.tolist() == [data[i][1] for i in (3, 0, 7)]
