@@ -11,11 +11,12 @@ import os
 from collections.abc import Iterable
 from itertools import groupby
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facebench.data.collate import RowBatch, read_batch
+from facebench.data.collate import RowBatch, batch_tensor
 from facebench.data.images import decode_image, hflip
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
@@ -192,6 +193,38 @@ class FacePack:
             )
         return rgb
 
+    def read_into(self, keys: list[int], images: np.ndarray) -> list[int]:
+        """Decode images ``keys`` into the rows of ``images`` (uint8 ``(N, H, W, 3)``) and
+        return their labels; an image of another size than the rows is a DataError.
+
+        The usual record (see :meth:`IndexedRecordReader.simple_records`; a whole label below
+        the class count; bytes ending in a JPEG end-of-image marker; an image of the rows' size)
+        is decoded straight from the map. Every other goes through :meth:`read_sample`, which
+        checks it fully, so both give the same pixels, labels and errors."""
+        limit = self.label_limit if self.label_limit is not None else np.inf
+        shape = images.shape[1:]
+        labels = []
+        for row, (key, label, image) in enumerate(self.reader.simple_records(keys)):
+            rgb = None
+            if (
+                image is not None
+                and label.is_integer()
+                and 0 <= label < limit
+                and image[-1] == 0xD9
+                and image[-2] == 0xFF
+            ):
+                rgb = cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
+            if rgb is None or rgb.shape != shape:
+                rgb, label = self.read_sample(key)
+                if rgb.shape != shape:
+                    raise DataError(
+                        f"{self.rec_path}: key {key}: image is {rgb.shape[0]}x{rgb.shape[1]}, "
+                        f"the first of its batch {shape[0]}x{shape[1]}"
+                    )
+            images[row] = rgb
+            labels.append(int(label))
+        return labels
+
     def read_image(self, key: int) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` of image ``key``."""
         return self.read_sample(key)[0]
@@ -275,8 +308,21 @@ class PackDataset(Dataset):
         return rgb, label
 
     def __getitems__(self, indices: list[int]) -> RowBatch:
-        """The DataLoader's batched read (see :func:`facebench.data.collate.read_batch`)."""
-        return read_batch(self, indices)
+        """The DataLoader's batched read: ``self[i]`` for each index, as one uint8
+        ``(N, H, W, 3)`` batch (:func:`facebench.data.collate.batch_tensor`). The first image
+        sets the size; the others are decoded straight into their rows
+        (:meth:`FacePack.read_into`), then flipped as ``self[i]`` would."""
+        keys = self.pack.image_keys[np.asarray(indices, dtype=np.int64)].tolist()
+        first, label = self.pack.read_sample(keys[0])
+        batch = batch_tensor((len(keys), *first.shape))
+        images = batch.numpy()
+        images[0] = first
+        labels = [label, *self.pack.read_into(keys[1:], images[1:])]
+        if self.random_flip:
+            for row in range(len(keys)):
+                if torch.rand(()) < 0.5:
+                    images[row] = images[row, :, ::-1]
+        return RowBatch(batch, labels)
 
 
 def check_pack_folder(directory: str) -> None:
