@@ -29,7 +29,8 @@ def write_plain_pack(directory, records, classes, size=16):
     directory.mkdir()
     with IndexedRecordWriter(directory / "train.rec") as writer:
         for key, (header, image) in enumerate(records):
-            writer.write(key, pack_record(header._replace(id=key if header.id == 1 else header.id), image))
+            header = header._replace(id=key if header.id == 1 else header.id)
+            writer.write(key, pack_record(header, image))
     write_property(str(directory / "property"), classes, size, size)
     return directory
 
