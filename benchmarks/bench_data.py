@@ -4,11 +4,12 @@ device-side conversion of a uint8 batch to model input.
 
 Both sides decode the same JPEG bytes in the same random key order in the same run. The pack
 side is what the trainer's DataLoader runs for a batch: ``PackDataset.__getitems__`` (.idx
-offset into the memory-mapped .rec, RecordIO framing, header, decode to RGB, each image into one
-uint8 NHWC array) and ``collate_images``. The sides alternate batch by batch and are timed in
-process CPU time, each batch's best of several rounds, so other processes' load hurts them alike.
-Prints a table and the ratio (target >= 0.9). Then times ``model_input`` (uint8 NHWC ->
-normalized float NCHW) once per batch on ``--device``, in both layouts.
+offset into the memory-mapped .rec, RecordIO framing and header read in place, decode to RGB,
+each image copied into its row of one uint8 NHWC array) and ``collate_images``. The sides
+alternate batch by batch and are timed in process CPU time, each batch's best of several rounds,
+so other processes' load hurts them alike. Prints a table and the ratio (target >= 0.9). Then
+times ``model_input`` (uint8 NHWC -> normalized float NCHW) once per batch on ``--device``, in
+both layouts.
 
     python benchmarks/bench_data.py --quick          # ~600 images
     python benchmarks/bench_data.py --pack DIR       # any InsightFace pack
