@@ -22,6 +22,8 @@ from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IR
 from facebench.errors import DataError
 from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
 
+#: What a complete JPEG ends with (end-of-image marker).
+_JPEG_END = b"\xff\xd9"
 #: The largest image side a property file may state (the JPEG limit).
 MAX_IMAGE_SIDE = 65535
 
@@ -210,8 +212,7 @@ class FacePack:
                 image is not None
                 and label.is_integer()
                 and 0 <= label < limit
-                and image[-1] == 0xD9
-                and image[-2] == 0xFF
+                and image[-2:].tobytes() == _JPEG_END
             ):
                 rgb = cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
             if rgb is None or rgb.shape != shape:

@@ -98,6 +98,8 @@ def bad_pack(tmp_path, bad):
             "image is 8x8",
         ),
         (lambda jpeg: (IRHeader(0, 1.0, 9), jpeg), "points at the wrong record"),
+        (lambda jpeg: (IRHeader(0, 1.0, 1), b""), "does not decode"),
+        (lambda jpeg: (IRHeader(0, 1.0, 1), b"\xd9"), "does not decode"),
     ],
 )
 def test_batch_errors_are_the_item_errors(tmp_path, bad, message):
