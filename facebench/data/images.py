@@ -16,7 +16,8 @@ import numpy as np
 from facebench.errors import DataError
 
 _JPEG_START = b"\xff\xd8"
-_JPEG_END = b"\xff\xd9"
+#: What a complete JPEG ends with (its end-of-image marker).
+JPEG_END = b"\xff\xd9"
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarra
 def _ends_jpeg(buf: np.ndarray) -> bool:
     """Whether a JPEG's bytes hold an end-of-image marker after the start marker (checked at
     the very end first: where encoders put it)."""
-    return buf[-2:].tobytes() == _JPEG_END or buf.tobytes().rfind(_JPEG_END) >= 2
+    return buf[-2:].tobytes() == JPEG_END or buf.tobytes().rfind(JPEG_END) >= 2
 
 
 def read_bytes(path: str) -> bytes:

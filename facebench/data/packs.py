@@ -17,13 +17,11 @@ import torch
 from torch.utils.data import Dataset
 
 from facebench.data.collate import RowBatch, batch_tensor
-from facebench.data.images import decode_image, hflip
+from facebench.data.images import JPEG_END, decode_image, hflip
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
 from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
 
-#: What a complete JPEG ends with (end-of-image marker).
-_JPEG_END = b"\xff\xd9"
 #: The largest image side a property file may state (the JPEG limit).
 MAX_IMAGE_SIDE = 65535
 
@@ -212,7 +210,7 @@ class FacePack:
                 image is not None
                 and label.is_integer()
                 and 0 <= label < limit
-                and image[-2:].tobytes() == _JPEG_END
+                and image[-2:].tobytes() == JPEG_END
             ):
                 rgb = cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
             if rgb is None or rgb.shape != shape:
@@ -322,7 +320,7 @@ class PackDataset(Dataset):
         if self.random_flip:
             for row in range(len(keys)):
                 if torch.rand(()) < 0.5:
-                    images[row] = images[row, :, ::-1]
+                    images[row] = hflip(images[row])
         return RowBatch(batch, labels)
 
 

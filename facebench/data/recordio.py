@@ -57,7 +57,9 @@ def pack_record(header: IRHeader, image_bytes: bytes = b"") -> bytes:
     return head + labels.tobytes() + bytes(image_bytes)
 
 
-def unpack_record(payload: bytes | np.ndarray, source: str = "<record>") -> tuple[IRHeader, bytes]:
+def unpack_record(
+    payload: bytes | np.ndarray, source: str = "<record>"
+) -> tuple[IRHeader, bytes | np.ndarray]:
     """Split a payload into its header (array label when ``flag > 0``) and the image bytes (of
     the payload's type: a uint8 array payload gives a view of it)."""
     if len(payload) < _HEADER.size:
