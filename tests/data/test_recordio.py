@@ -248,3 +248,41 @@ def test_duplicate_key_in_index(hand_built):
     rec.with_suffix(".idx").write_text("5\t0\n2\t0\n5\t0\n")
     with pytest.raises(DataError, match=r"p\.idx: key 5 appears more than once"):
         IndexedRecordReader(rec)
+
+
+@pytest.mark.parametrize("spread", [1, 10**9], ids=["dense keys", "sparse keys"])
+def test_simple_records_takes_exactly_the_usual_records(tmp_path, spread):
+    """The batch read returns a record's image bytes and label only for a one-part record with
+    a scalar label, the key (or 0) as header id and the asked-for ending; None elsewhere."""
+    rng = np.random.default_rng(3)
+    ok = b"pixels\xff\xd9"
+    records = {
+        0: IRHeader(0, 4.0, 0),  # usual (header ids name records here: 0 is key 0)
+        1: IRHeader(0, 2.5, 1),  # usual (the label is for the caller to judge)
+        2: IRHeader(2, np.array([1.0, 2.0]), 2),  # array label
+        3: IRHeader(0, 1.0, 6),  # the id of another record
+        4: IRHeader(0, 3.0, 4),  # magic word inside: three parts
+        5: IRHeader(0, 6.0, 5),  # another ending
+        6: IRHeader(0, 8.0, 0),  # usual, id 0
+    }
+    keys = {i: i * spread for i in records}
+    with IndexedRecordWriter(tmp_path / "r.rec") as writer:
+        for i, header in records.items():
+            image = ok
+            if i == 4:
+                image = b"abcd" + MAGIC_BYTES + b"\xff\xd9"
+            elif i == 5:
+                image = b"pixels"
+            writer.write(keys[i], pack_record(header._replace(id=keys[header.id]), image))
+    reader = IndexedRecordReader(tmp_path / "r.rec")
+    order = [int(k) for k in rng.permutation(list(keys.values()))] + [5 * spread + 1]
+    images, labels = reader.simple_records(order, suffix=b"\xff\xd9")
+    usual = {keys[0], keys[1], keys[6]}
+    for key, image, label in zip(order, images, labels.tolist(), strict=True):
+        if key in usual:
+            header, expected = reader.record_view(key)
+            assert image.tobytes() == expected.tobytes() == ok and label == header.label
+        else:
+            assert image is None and label == 0
+    images, _ = reader.simple_records([keys[5]])  # no ending asked for
+    assert images[0].tobytes() == b"pixels"
