@@ -203,17 +203,12 @@ class FacePack:
         checks it fully, so both give the same pixels, labels and errors."""
         limit = self.label_limit if self.label_limit is not None else np.inf
         shape = images.shape[1:]
-        encoded, found = self.reader.simple_records(keys, suffix=JPEG_END)
-        classes = ((found == np.floor(found)) & (found >= 0) & (found < limit)).tolist()
         labels = []
-        for row, (key, image, label, is_class) in enumerate(
-            zip(keys, encoded, found.tolist(), classes, strict=True)
-        ):
-            rgb = (
-                cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
-                if image is not None and is_class
-                else None
-            )
+        records = self.reader.simple_records(keys, suffix=JPEG_END)
+        for row, (key, label, image) in enumerate(records):
+            rgb = None
+            if image is not None and label.is_integer() and 0 <= label < limit:
+                rgb = cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
             if rgb is None or rgb.shape != shape:
                 rgb, label = self.read_sample(key)
                 if rgb.shape != shape:

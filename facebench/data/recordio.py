@@ -13,7 +13,7 @@ import io
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -25,18 +25,8 @@ MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _FRAME = struct.Struct("<II")
 _HEADER = struct.Struct("<IfQQ")
-#: frame and header of a one-part record as one numpy record, read for a whole batch at once
-#: (``IndexedRecordReader.simple_records``); ids as int64: one of 2^63 or more never equals a key
-_FRAMED_HEADER = np.dtype(
-    [
-        ("magic", "<u4"),
-        ("lrec", "<u4"),
-        ("flag", "<u4"),
-        ("label", "<f4"),
-        ("id", "<i8"),
-        ("id2", "<i8"),
-    ]
-)
+#: frame and header of a one-part record, read in one go (``IndexedRecordReader.simple_records``)
+_FRAMED_HEADER = struct.Struct("<II" + _HEADER.format[1:])
 _LENGTH_MASK = (1 << 29) - 1
 # A key table is a dense array when keys fill at least this share of their range, else a dict.
 _DENSE_FILL = 0.25
@@ -177,19 +167,13 @@ class _KeyTable:
 
     def missing(self, keys: np.ndarray) -> int | None:
         """The first of ``keys`` (int64 array) that has no offset, or None."""
-        absent = self.offsets(keys) < 0
-        return int(keys[np.argmax(absent)]) if absent.any() else None
-
-    def offsets(self, keys: np.ndarray) -> np.ndarray:
-        """The offsets (int64) of ``keys`` (int64 array), -1 for a key not in the table."""
         if self.sparse is not None:
-            get = self.sparse.get
-            return np.array([get(k, -1) for k in keys.tolist()], dtype=np.int64)
+            return next((k for k in keys.tolist() if k not in self.sparse), None)
         i = keys - self.low
         inside = (i >= 0) & (i < len(self.dense))
-        found = np.full(len(keys), -1, dtype=np.int64)
-        found[inside] = self.dense[i[inside]]
-        return found
+        absent = ~inside
+        absent[inside] = self.dense[i[inside]] < 0
+        return int(keys[np.argmax(absent)]) if absent.any() else None
 
     def get(self, key: int) -> int:
         """The offset of ``key`` or -1."""
@@ -322,41 +306,36 @@ class IndexedRecordReader:
         return np.frombuffer(self.read_at(offset, key), dtype=np.uint8)
 
     def simple_records(
-        self, keys: Sequence[int], suffix: bytes = b""
-    ) -> tuple[list[np.ndarray | None], np.ndarray]:
-        """The image bytes (uint8 views into the map) and scalar labels (float64) of ``keys``,
-        all headers read in one numpy gather: the batch reader's fast path.
-
-        It takes the usual record: one part, a scalar label (flag 0), a header id that is the
-        key or 0, image bytes ending in ``suffix``. For any other key or record the image is
-        None (label 0): read it with :meth:`record_view`, which checks it fully and names what
-        is wrong."""
-        self._mapped()
+        self, keys: Iterable[int], suffix: bytes = b""
+    ) -> Iterator[tuple[int, float, np.ndarray | None]]:
+        """``(key, scalar label, image bytes)`` per key, read in place from the map for the usual
+        record: one part, a scalar label (flag 0), a header id that is the key or 0, and image
+        bytes ending in ``suffix``. For any other key or record the image is None: read it with
+        :meth:`record_view`, which checks it fully and names what is wrong. The batch reader's
+        fast path: one struct read per record (measured faster than numpy over the whole batch
+        once decoding has filled the caches)."""
+        data = self._mapped()
         whole = self._bytes
-        keys = np.asarray(keys, dtype=np.int64)
-        offsets = self._table.offsets(keys)
-        width = _FRAMED_HEADER.itemsize
-        fits = (offsets >= 0) & (offsets <= len(whole) - width)
-        at = np.where(fits, offsets, 0)
-        head = whole[at[:, None] + np.arange(width)].view(_FRAMED_HEADER)[:, 0]
-        start = at + width
-        end = at + _FRAME.size + (head["lrec"] & _LENGTH_MASK)
-        usual = (
-            fits
-            & (head["magic"] == MAGIC)
-            & (head["lrec"] >> 29 == 0)
-            & (head["flag"] == 0)
-            & ((head["id"] == keys) | (head["id"] == 0))
-            & (start + len(suffix) <= end)
-            & (end <= len(whole))
-        )
-        if suffix:
-            tail = np.where(usual, end - len(suffix), 0)[:, None] + np.arange(len(suffix))
-            usual &= (whole[tail] == np.frombuffer(suffix, dtype=np.uint8)).all(axis=1)
-        labels = np.where(usual, head["label"], 0).astype(np.float64)
-        spans = zip(usual.tolist(), start.tolist(), end.tolist(), strict=True)
-        images = [whole[first:last] if simple else None for simple, first, last in spans]
-        return images, labels
+        size = len(whole)
+        lookup = self._table.get
+        unpack = _FRAMED_HEADER.unpack_from
+        for key in keys:
+            offset = lookup(key)
+            if 0 <= offset <= size - _FRAMED_HEADER.size:
+                magic, lrec, flag, label, id1, _ = unpack(data, offset)
+                end = offset + _FRAME.size + (lrec & _LENGTH_MASK)
+                start = offset + _FRAMED_HEADER.size
+                if (
+                    magic == MAGIC
+                    and lrec >> 29 == 0
+                    and flag == 0
+                    and (id1 == key or id1 == 0)
+                    and start + len(suffix) <= end <= size
+                    and data[end - len(suffix) : end] == suffix
+                ):
+                    yield key, label, whole[start:end]
+                    continue
+            yield key, 0.0, None
 
     def _where(self, offset: int, key: int | None) -> str:
         """The record named in errors (built only when one is raised)."""

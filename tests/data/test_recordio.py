@@ -276,13 +276,14 @@ def test_simple_records_takes_exactly_the_usual_records(tmp_path, spread):
             writer.write(keys[i], pack_record(header._replace(id=keys[header.id]), image))
     reader = IndexedRecordReader(tmp_path / "r.rec")
     order = [int(k) for k in rng.permutation(list(keys.values()))] + [5 * spread + 1]
-    images, labels = reader.simple_records(order, suffix=b"\xff\xd9")
     usual = {keys[0], keys[1], keys[6]}
-    for key, image, label in zip(order, images, labels.tolist(), strict=True):
+    records = list(reader.simple_records(order, suffix=b"\xff\xd9"))
+    assert [key for key, _, _ in records] == order
+    for key, label, image in records:
         if key in usual:
             header, expected = reader.record_view(key)
             assert image.tobytes() == expected.tobytes() == ok and label == header.label
         else:
             assert image is None and label == 0
-    images, _ = reader.simple_records([keys[5]])  # no ending asked for
-    assert images[0].tobytes() == b"pixels"
+    [(_, _, image)] = reader.simple_records([keys[5]])  # no ending asked for
+    assert image.tobytes() == b"pixels"
