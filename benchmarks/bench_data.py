@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small size (~600 images)")
     parser.add_argument("--images", type=int, default=0, help="images to read (default: all)")
     parser.add_argument("--batch", type=int, default=128, help="images per collated batch")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (best per batch is kept)")
+    parser.add_argument("--rounds", type=int, default=11, help="rounds (best per batch is kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random key order")
     parser.add_argument("--device", default="cpu", help="device of the batch conversion")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ class RecycledMemory:
     """uint8 arrays for batches, each reused once nothing holds the last batch made from it.
 
     A fresh batch-sized allocation is often handed back to the system when freed and faulted
-    in and zeroed anew for the next batch (about 1,200 page faults per 128x112x112x3 batch,
+    in and zeroed anew for the next batch (1,176 page faults per 128x112x112x3 batch,
     measured); reusing the memory of a batch nobody holds avoids that. A handed-out batch is a
     view of the kept array; when the last tensor or array over the view dies, the array becomes
     a spare (at most ``keep`` spares are kept).
