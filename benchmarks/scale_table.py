@@ -25,10 +25,10 @@ HEAD_STATE_PER_CLASS = 3 * DIM * FLOAT
 #: (bench_heads.py, K = 1M, batch 256: (5909 - 1953) MiB / 977 MiB at r = 1; (2179 - 1953) MiB
 #: / 97.7 MiB at r = 0.1).
 LOGIT_TENSORS = {1.0: (5909 - 1953) / 976.6, 0.1: (2179 - 1953) / 97.66}
-#: Images/s one core decodes (bench_data.py, idle machine): pack read + decode + RGB, and the
-#: per-image item with float conversion that the uint8 path replaced (its float work now runs
-#: once per batch on the device: docs/data.md).
-DECODE_PER_CORE = 11_658
+#: Images/s one core decodes (bench_data.py): pack read + decode + collate, the trainer's batched
+#: read (median of seven runs, docs/data.md), and the per-image item with float conversion that
+#: the uint8 path replaced (its float work now runs once per batch on the device).
+DECODE_PER_CORE = 12_452
 ITEM_PER_CORE = 8_356
 #: Training FLOPs per image: 3 x forward (docs/models.md, facebench.models.flops).
 TRAIN_GFLOP = {"iresnet50": 3 * 12.619, "iresnet100": 3 * 24.179}
