@@ -102,7 +102,9 @@ def read_batch(dataset, indices: list[int]) -> RowBatch:
     return RowBatch(batch, labels)
 
 
-def collate_images(samples: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_images(
+    samples: Sequence[tuple[np.ndarray, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``[(uint8 (H, W, 3), label)]`` -> ``(uint8 (N, H, W, 3), int64 (N,))``.
 
     A :class:`RowBatch` hands its tensor on as it is (in a worker it is already in shared
