@@ -1,6 +1,5 @@
 """IJB protocols on a tiny synthetic IJB-layout folder built here."""
 
-import hashlib
 import json
 import os
 
@@ -181,37 +180,48 @@ def test_nearest_far_agrees_with_insightface_rule(separated):
     assert (set(ours.values()) == {1.0}) == separated
 
 
-class NoisyBlockEmbedder(BlockEmbedder):
-    """Block means plus noise fixed by the image's bytes: subjects overlap, so the ROC has
-    steps between the FAR targets and the two FAR conventions disagree."""
+def placed_pairs():
+    """Template features whose pair scores are placed so the two FAR conventions must differ.
 
-    def embed(self, rgb):
-        out = super().embed(rgb)
-        seeds = [int.from_bytes(hashlib.sha1(im.tobytes()).digest()[:4], "little") for im in rgb]
-        noise = [np.random.default_rng(s).normal(0, 250, out.shape[1]) for s in seeds]
-        return out + np.stack(noise).astype(np.float32)
+    178 impostor scores, evenly spaced; 40 genuine: 10 above every impostor, 10 between the
+    2nd and 3rd highest impostor, 10 between the 18th and 19th, 10 below all. At FAR 1e-2
+    (1.78 impostors) the nearest FPR is 2/178 > 1e-2, at FAR 1e-1 (17.8) it is 18/178 > 1e-1;
+    FAR <= target allows 1 and 17 impostors, so it misses one block of 10 genuine at each target.
+    Each pair has its own two templates, (1, 0) and (s, sqrt(1 - s^2)): its score is s exactly.
+    """
+    imp = np.linspace(0.5, -0.5, 178)
+    gen = np.concatenate(
+        [np.full(10, 0.6), np.full(10, (imp[1] + imp[2]) / 2), np.full(10, (imp[17] + imp[18]) / 2)]
+    )
+    gen = np.concatenate([gen, np.full(10, -0.6)])
+    placed = np.concatenate([gen, imp])
+    labels = np.arange(placed.size) < gen.size
+    ids = np.arange(1, 2 * placed.size + 1)
+    feats = np.zeros((ids.size, 2))
+    feats[0::2, 0] = 1.0
+    feats[1::2] = np.stack([placed, np.sqrt(1 - placed**2)], 1)
+    meta = ijb.IJBMeta(
+        [], ids, ids, np.zeros((0, 5, 2)), np.ones(ids.size), ids.reshape(-1, 2), labels
+    )
+    return ids, feats, meta, placed
 
 
-def test_the_two_far_conventions_differ_and_each_matches_its_reference(ijb_root, tmp_path):
-    root, _ = ijb_root
-    report = ijb.evaluate_ijb(root, NoisyBlockEmbedder(), one_to_n=False, progress=False)
-    meta = ijb.read_ijb_meta(root)
-    feats = ijb.image_features(root, meta, NoisyBlockEmbedder(), progress=False)
-    # the report's own scores, bit for bit (template_features is checked against the loop above)
-    ids, tfeats = ijb.template_features(feats, meta.templates, meta.medias)
-    a, b = (tfeats[np.searchsorted(ids, meta.pairs[:, i])] for i in (0, 1))
-    scores = np.einsum("ij,ij->i", a, b)
+def test_the_two_far_conventions_differ_and_each_matches_its_reference():
+    ids, feats, meta, placed = placed_pairs()
+    report = ijb.verify_1to1(ids, feats, meta, "placed pairs")
+    scores = ijb.pair_scores(ids, feats, meta.pairs, "placed pairs")
+    assert (scores == placed).all()  # 1 * s + 0 * sqrt(1 - s^2) is s in any rounding
     gen, imp = scores[meta.labels], scores[~meta.labels]
     assert report["tar_at_far"].keys() == report["tar_at_nearest_far"].keys() == {"1e-02", "1e-01"}
-    differ = 0
-    for key in report["tar_at_far"]:
+    for key, (ours, nearest) in {"1e-02": (0.25, 0.5), "1e-01": (0.5, 0.75)}.items():
         far = float(key)
         # FAR <= target: the best TAR over every threshold whose FAR is at most the target
         at_most = max(np.mean(gen > t) for t in [*imp, scores.max()] if np.mean(imp > t) <= far)
-        assert report["tar_at_far"][key] == pytest.approx(at_most, abs=1e-12)
+        assert report["tar_at_far"][key] == at_most == ours
         assert report["tar_at_far_far"][key] <= far
         assert report["tar_at_nearest_far"][key] == insightface_tar_at_far(meta.labels, scores, far)
-        differ += report["tar_at_far"][key] != report["tar_at_nearest_far"][key]
+        assert report["tar_at_nearest_far"][key] == nearest
+        assert report["tar_at_nearest_far_far"][key] > far  # the nearest FPR lies above the target
         # each figure's threshold reproduces its TAR and FAR on the pairs
         for tar, thr, rate in (
             ("tar_at_far", "tar_at_far_threshold", "tar_at_far_far"),
@@ -219,8 +229,6 @@ def test_the_two_far_conventions_differ_and_each_matches_its_reference(ijb_root,
         ):
             t = report[thr][key]
             assert np.mean(gen > t) == report[tar][key] and np.mean(imp > t) == report[rate][key]
-    assert differ == 2  # the data tell the conventions apart at both targets
-    assert report["tar_at_nearest_far_far"]["1e-02"] > 1e-2  # nearest FPR lies above the target
 
 
 def test_bad_meta_files(tmp_path):
