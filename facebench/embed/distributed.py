@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from facebench.distributed import DistContext, launched_by_torchrun, setup, teardown
 from facebench.embed.extract import embed_images
 from facebench.embed.io import assemble_rows, shards_shape, write_rows
 from facebench.errors import ConfigError, DataError, FacebenchError
 from facebench.fileio import scratch_dir, unstaged
-from facebench.train.dist import DistContext, launched_by_torchrun, setup, teardown
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Sharding:
 @contextlib.contextmanager
 def extraction_ranks(device: str, near: str) -> Iterator[tuple[str, Sharding | None]]:
     """``(this process's device, its Sharding)``. Under a torchrun of several processes: the
-    process group of :func:`facebench.train.dist.setup` (device ``cuda:LOCAL_RANK`` for CUDA),
+    process group of :func:`facebench.distributed.setup` (device ``cuda:LOCAL_RANK`` for CUDA),
     closed when the block ends. Otherwise ``(device, None)``: one process, as without torchrun."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
         yield device, None

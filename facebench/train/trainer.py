@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facebench import distributed as dist
 from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
 from facebench.errors import ConfigError, ModelError, WriteError
 from facebench.fileio import exclusive
 from facebench.train import checkpoint as ckpt
-from facebench.train import dist
 from facebench.train.hooks import (
     CheckpointHook,
     Hook,

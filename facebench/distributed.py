@@ -1,6 +1,7 @@
 """Process set-up for `torchrun`: read RANK / WORLD_SIZE / LOCAL_RANK, start the process group.
 
-Nothing happens at import; :func:`setup` runs only when the trainer asks. One process (no
+Shared by training and embedding (both import it; it imports neither). Nothing happens at
+import; :func:`setup` runs only when the trainer or the embedder asks. One process (no
 torchrun, or WORLD_SIZE=1) needs no process group at all.
 """
 
