@@ -72,6 +72,8 @@ COMPARISONS = (
     ("bce_u_margin", "cosface"),
     # no claim of the paper: "held" reads "L_bce-nu higher", "reversed" "SphereFace2 higher"
     ("bce_u_norm", "sphereface2"),
+    # SphereFace2 has a margin: also against the margin variant ("held": L_bce-nu, m=0.4 higher)
+    ("bce_u_margin", "sphereface2"),
 )
 
 #: The γ sweep of the paper's figure 1: the normalized SoftMax and unified-bias BCE.

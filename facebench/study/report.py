@@ -7,7 +7,7 @@ from pathlib import Path
 from facebench.fileio import atomic_path
 from facebench.study.heads import COMPARISONS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
 from facebench.study.measure import OPEN_SET_FARS, tar_field, tar_label
-from facebench.study.stats import mean_interval, paired_verdict
+from facebench.study.stats import adjusted_verdict, holm, mean_interval, paired_verdict
 
 #: (result key, column name, task that measures it).
 METRICS = (
@@ -72,24 +72,50 @@ def summarize(heads, results: dict, runs: list) -> list[dict]:
     return rows
 
 
-def judge_claims(heads, results: dict, runs: list) -> list[dict]:
-    """Every comparison of :data:`COMPARISONS` (both heads studied) on every claim metric."""
+def declared_family(heads) -> list[dict]:
+    """The family of tests, fixed by the plan before any run: every comparison of
+    :data:`COMPARISONS` whose two heads are studied, on every claim metric both heads measure."""
     by_key = {h.key: h for h in heads}
-    out = []
+    family = []
     for better, other in COMPARISONS:
         if better not in by_key or other not in by_key:
             continue
         for claim, metric, higher in CLAIMS:
             task = next(t for m, _, t in METRICS if m == metric)
-            if task not in by_key[better].tasks or task not in by_key[other].tasks:
-                continue
-            a = per_seed(results, runs, by_key[better], task, metric)
-            b = per_seed(results, runs, by_key[other], task, metric)
-            converged = all_converged(results, runs, {better, other}, task)
-            judged = paired_verdict(a, b, higher, converged)
-            out.append(
-                {"better": better, "other": other, "claim": claim, "metric": metric, **judged}
-            )
+            if task in by_key[better].tasks and task in by_key[other].tasks:
+                family.append(
+                    {
+                        "better": better,
+                        "other": other,
+                        "claim": claim,
+                        "metric": metric,
+                        "higher_is_better": higher,
+                        "task": task,
+                    }
+                )
+    return family
+
+
+def judge_claims(heads, results: dict, runs: list, unjudged: frozenset = frozenset()) -> list:
+    """Every test of :func:`declared_family`: paired interval, raw verdict, p-value, and the
+    Holm-adjusted p-value and verdict over the whole family. A comparison with an unconverged
+    run, or with a head in ``unjudged`` (e.g. failed the budget check), is not judged."""
+    by_key = {h.key: h for h in heads}
+    out = []
+    for test in declared_family(heads):
+        better, other, task = test["better"], test["other"], test["task"]
+        a = per_seed(results, runs, by_key[better], task, test["metric"])
+        b = per_seed(results, runs, by_key[other], task, test["metric"])
+        converged = all_converged(results, runs, {better, other}, task)
+        converged = converged and not ({better, other} & unjudged)
+        judged = paired_verdict(a, b, test["higher_is_better"], converged)
+        out.append({**test, **judged})
+    adjusted = holm([c["p_value"] for c in out])
+    for claim, p in zip(out, adjusted, strict=True):
+        mean = None if claim["difference"] is None else claim["difference"]["mean"]
+        sign = 1.0 if claim["higher_is_better"] else -1.0
+        claim["p_adjusted"] = p
+        claim["adjusted_verdict"] = adjusted_verdict(claim["verdict"], mean, p, sign)
     return out
 
 
@@ -157,8 +183,12 @@ def table_markdown(rows: list[dict], settings: dict) -> str:
 def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) -> str:
     """The paired differences with 95 % intervals and verdicts, then claim (3) per head."""
     lines = [
-        "| claim | head | vs | pairs | difference (95 % CI) | verdict |",
-        "|---|---|---|---|---|---|",
+        f"Holm's correction over the {len(claims)} declared tests (family-wise 5 %); the "
+        "adjusted verdict is the one to state.",
+        "",
+        "| claim | head | vs | pairs | difference (95 % CI) | p | verdict (raw) "
+        "| Holm-adjusted p | verdict (adjusted) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
         d = c["difference"]
@@ -170,7 +200,8 @@ def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) ->
             interval = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
         lines.append(
             f"| {c['claim']} | {labels[c['better']]} | {labels[c['other']]} | "
-            f"{len(c['seeds'])} | {interval} | {c['verdict']} |"
+            f"{len(c['seeds'])} | {interval} | {_p(c['p_value'])} | {c['verdict']} "
+            f"| {_p(c['p_adjusted'])} | {c['adjusted_verdict']} |"
         )
     lines += [
         "",
@@ -266,6 +297,10 @@ def tuning_markdown(heads, runs: list, results: dict) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _p(value) -> str:
+    return "—" if value is None else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
 def _number(value, digits: int) -> str:

@@ -6,6 +6,12 @@ of the paired difference (claimed-better head minus the other, sign turned so th
 "as claimed") lies above 0, **reversed** when it lies below 0, and is **not resolved** otherwise
 (it contains 0, or fewer than 2 pairs exist). A comparison with an unconverged run is **not
 judged**.
+
+Multiplicity: every (comparison, metric) test of the study is declared before the run
+(``facebench.study.report.declared_family``); each gets the paired t test's p-value (the same
+test as the interval: p < 0.05 iff the 95 % interval excludes 0) and Holm's step-down adjustment
+over the whole family (:func:`holm`). A claim is reported raw and adjusted; the adjusted verdict
+is the one the docs state.
 """
 
 from __future__ import annotations
@@ -57,4 +63,49 @@ def paired_verdict(
         verdict = "reversed"
     else:
         verdict = "not resolved"
-    return {"seeds": seeds, "difference": interval, "verdict": verdict}
+    return {
+        "seeds": seeds,
+        "difference": interval,
+        "verdict": verdict,
+        "p_value": None if verdict == "not judged" else paired_p_value(diffs),
+    }
+
+
+def paired_p_value(diffs: Sequence[float]) -> float | None:
+    """Two-sided p-value of the paired t test (mean of ``diffs`` = 0); None with < 2 pairs.
+
+    No spread: 1.0 when every difference is 0, else 0.0 (the t statistic is infinite)."""
+    values = [float(v) for v in diffs]
+    if len(values) < 2:
+        return None
+    mean = math.fsum(values) / len(values)
+    if all(v == values[0] for v in values):
+        return 1.0 if mean == 0 else 0.0
+    return float(_scipy_stats.ttest_1samp(values, 0.0).pvalue)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    The family is every entry: a test without a p-value (None: not judged, too few pairs) still
+    counts in its size m and stays None. Sorted ascending, the i-th (from 0) smallest p becomes
+    max over j <= i of min(1, (m - j) p_(j))."""
+    m = len(p_values)
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * m
+    running = 0.0
+    for rank, (p, index) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def adjusted_verdict(verdict: str, mean: float | None, p: float | None, sign: float) -> str:
+    """The verdict at family-wise level 1 − CONFIDENCE from a Holm-adjusted p-value ``p``:
+    held / reversed when ``p`` < 0.05 (direction from ``sign`` × ``mean``), else not resolved;
+    "not judged" stays."""
+    if verdict == "not judged":
+        return verdict
+    if p is None or mean is None or p >= 1.0 - CONFIDENCE:
+        return "not resolved"
+    return "held" if sign * mean > 0 else "reversed"

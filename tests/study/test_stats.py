@@ -1,10 +1,17 @@
 """Paired intervals and verdicts against a float64 reference with the tabulated t quantiles."""
 
 import math
+import random
 
 import pytest
 
-from facebench.study.stats import mean_interval, paired_verdict
+from facebench.study.stats import (
+    adjusted_verdict,
+    holm,
+    mean_interval,
+    paired_p_value,
+    paired_verdict,
+)
 
 #: two-sided 95 % t quantiles from a printed table (df 1, 2, 4)
 T975 = {1: 12.706, 2: 4.303, 4: 2.776}
@@ -55,3 +62,66 @@ def test_pairing_is_by_seed_not_by_position():
 def test_unconverged_runs_are_not_judged():
     got = paired_verdict({0: 0.9, 1: 0.9}, {0: 0.1, 1: 0.2}, True, converged=False)
     assert got["verdict"] == "not judged"
+
+
+def _holm_by_rejection(p_values, alpha):
+    """Holm's procedure as published: walk the sorted p-values, reject while p_(k) <= alpha /
+    (m - k), stop at the first that is not."""
+    m = len(p_values)
+    rejected = set()
+    for k, (p, i) in enumerate(sorted((p, i) for i, p in enumerate(p_values))):
+        if p > alpha / (m - k):
+            break
+        rejected.add(i)
+    return rejected
+
+
+def test_holm_matches_the_step_down_procedure_at_every_level():
+    rng = random.Random(3)
+    for _ in range(200):
+        p_values = [rng.choice([rng.random(), rng.random() / 50]) for _ in range(rng.randint(1, 9))]
+        adjusted = holm(p_values)
+        for alpha in (0.001, 0.01, 0.05, 0.1, 0.2, 0.5):
+            assert {i for i, a in enumerate(adjusted) if a <= alpha} == _holm_by_rejection(
+                p_values, alpha
+            )
+
+
+def test_holm_fixed_vector_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04): the values
+    # statsmodels' multipletests(method="holm") gives for this vector
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_holm_counts_untested_members_in_the_family():
+    # a declared test without a p-value still makes the family 3 large
+    got = holm([0.01, None, 0.02])
+    assert got[1] is None and got[0] == pytest.approx(0.03) and got[2] == pytest.approx(0.04)
+
+
+def test_paired_p_value_agrees_with_the_interval():
+    diffs = [0.011, 0.009, 0.013, 0.004, 0.010]
+    p = paired_p_value(diffs)
+    mean = sum(diffs) / 5
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 4)
+    t = mean / (sd / math.sqrt(5))
+    assert t > T975[4] and p < 0.05  # outside the tabulated quantile: significant at 5 %
+    assert mean_interval(diffs)["low"] > 0
+    assert paired_p_value([0.0, 0.0]) == 1.0 and paired_p_value([0.1, 0.1]) == 0.0
+    assert paired_p_value([0.1]) is None
+
+
+@pytest.mark.parametrize(
+    ("verdict", "mean", "p", "sign", "expected"),
+    [
+        ("held", 0.1, 0.01, 1.0, "held"),
+        ("held", 0.1, 0.2, 1.0, "not resolved"),  # held raw, lost after Holm
+        ("reversed", -0.1, 0.001, 1.0, "reversed"),
+        ("held", -0.1, 0.001, -1.0, "held"),  # lower is better
+        ("not judged", 0.1, 0.001, 1.0, "not judged"),
+        ("not resolved", 0.1, None, 1.0, "not resolved"),
+    ],
+)
+def test_adjusted_verdict(verdict, mean, p, sign, expected):
+    assert adjusted_verdict(verdict, mean, p, sign) == expected

@@ -121,3 +121,38 @@ def test_tuning_table_lists_finished_grid_points_only():
     expected = "| L_bce-nu | 0.025 | 16 | 0.9100 | 0.7000 | yes | -1.20% | 100 | 90 | 1500 |"
     assert lines[2] == expected
     assert "error: loss diverged" in lines[3]
+
+
+def test_the_family_is_declared_from_the_plan_and_holm_adjusts_over_all_of_it():
+    family = report.declared_family(DEFAULT_HEADS)
+    # 4 paper pairs x 9 metrics, and the 2 SphereFace2 pairs on the 5 closed-set metrics
+    assert len(family) == 4 * len(report.CLAIMS) + 2 * 5
+    assert len({(t["better"], t["other"], t["metric"]) for t in family}) == len(family)
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    results = _results(runs)
+    # sample-wise: a consistent +0.010..0.012 gap with spread: p about 0.003, raw held; the
+    # exact uniform gap (p = 0) ranks first, so Holm multiplies the sample-wise p by 9 - 1
+    for run in runs:
+        if run.task == "closed":
+            bump = (0.010, 0.012, 0.011)[run.seed] if run.head.key == "bce_u" else 0.0
+            results[run.key]["sample_accuracy"] = 0.9 + bump
+    claims = {c["metric"]: c for c in report.judge_claims(PAIR, results, runs)}
+    assert len(claims) == len(report.CLAIMS)
+    sample = claims["sample_accuracy"]
+    assert sample["verdict"] == "held"
+    assert sample["p_adjusted"] == pytest.approx(8 * sample["p_value"], rel=1e-9)
+    assert sample["adjusted_verdict"] == "held"  # 8 x 0.0027 < 0.05
+    for run in runs:  # a 4x smaller gap with the same spread pattern: held raw, not after Holm
+        if run.task == "closed" and run.head.key == "bce_u":
+            results[run.key]["sample_accuracy"] = 0.9 + (0.0025, 0.0045, 0.0035)[run.seed]
+    sample = next(
+        c for c in report.judge_claims(PAIR, results, runs) if c["metric"] == "sample_accuracy"
+    )
+    assert sample["verdict"] == "held" and sample["p_value"] > 0.05 / 8
+    assert sample["adjusted_verdict"] == "not resolved"
+    assert claims["uniform_accuracy"]["adjusted_verdict"] == "held"  # p = 0 (exact +0.10)
+    unjudged = report.judge_claims(PAIR, results, runs, unjudged=frozenset({"bce_u"}))
+    assert {c["adjusted_verdict"] for c in unjudged} == {"not judged"}
+    labels = {h.key: h.label for h in PAIR}
+    text = report.claims_markdown(report.judge_claims(PAIR, results, runs), [], labels)
+    assert "Holm's correction over the 9 declared tests" in text
