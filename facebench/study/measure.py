@@ -41,32 +41,65 @@ def feature_geometry(features: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def decision_point(head) -> float | None:
+    """The one threshold rule for every binary (BCE-type) head, in the units of
+    :func:`facebench.eval.uniform_model.score_units`; None for other heads.
+
+    The decision point is where the class's positive and negative terms meet, i.e. where the
+    positive logit is minus the negative one (z+ = -z-): the centre of the margin band. A cosine
+    margin m on the positive only (BCE heads) puts it at b/γ + m/2 (unified bias) or at m/2 on
+    cos θ - b_k/γ (per-class biases; 0 on w·x - b_k for linear heads); SphereFace2's margin on
+    both sides puts it at g⁻¹(b/r), its ``decision_threshold``. The loss weights (λ) are not
+    part of the rule. A BCE head with another margin type has no single point: None."""
+    from facebench.eval.uniform_model import score_units
+    from facebench.heads.bce import BCEHead
+    from facebench.heads.sphereface2 import SphereFace2Head
+
+    if isinstance(head, SphereFace2Head):
+        return head.decision_threshold().value
+    if not isinstance(head, BCEHead) or head.bias_mode not in ("unified", "class"):
+        return None
+    if head.margin and head.margin_type != "cosine":
+        return None
+    return score_units(head)[0] + head.margin / 2
+
+
 def measure_closed(model_path: Path, pack_dir: Path, geometry: bool = True) -> dict:
-    """Sample-wise, class-wise and uniform accuracy, t* beside the learned threshold (the same
-    units), and optionally the feature geometry, of a model's head on a pack of its classes."""
+    """Sample-wise, class-wise and uniform accuracy, t* beside the head's decision point
+    (:func:`decision_point`, same units) with the uniform accuracy there and the spread (std) of
+    the own-class scores, and optionally the feature geometry, of a model on a pack of its classes.
+    Each image is embedded once (no flip, not normalized) and scored by the head without margin."""
     from facebench.embed import embed_images, load_embedder
     from facebench.embed.sources import PackSource
-    from facebench.eval.uniform_model import evaluate_uniform_model
+    from facebench.eval.uniform import margin_metrics
+    from facebench.eval.uniform_model import head_margins, score_units
+    from facebench.models.artifact import load_head_from_artifact
 
-    report = evaluate_uniform_model(str(model_path), str(pack_dir), progress=False)
-    keys = (
-        "sample_accuracy",
-        "class_wise_accuracy_sample_weighted",
-        "class_wise_accuracy_class_mean",
-        "uniform_accuracy",
-        "learned_threshold",
-        "uniform_accuracy_at_learned_threshold",
-        "score_units",
+    head = load_head_from_artifact(str(model_path))
+    images = PackSource(str(pack_dir))
+    labels = np.asarray(images.labels, dtype=np.int64)
+    features = embed_images(
+        load_embedder(str(model_path)), images, 256, flip_sum=False, normalize=False, progress=False
     )
-    result = {k: report.get(k) for k in keys}
-    result["t_star"] = report["uniform_threshold"]
+    offset, units = score_units(head)
+    positive, negative = head_margins(head, features, labels, offset)
+    point = decision_point(head)
+    report = margin_metrics(positive, negative, labels, point)
+    learned = head.decision_threshold()
+    result = {
+        "sample_accuracy": report["sample_accuracy"],
+        "class_wise_accuracy_sample_weighted": report["class_wise_accuracy_sample_weighted"],
+        "class_wise_accuracy_class_mean": report["class_wise_accuracy_class_mean"],
+        "uniform_accuracy": report["uniform_accuracy"],
+        "t_star": report["uniform_threshold"],
+        "decision_point": point,
+        "uniform_accuracy_at_decision_point": report["uniform_accuracy_at_learned_threshold"],
+        "learned_bias_threshold": None if learned is None else learned.value,
+        "score_spread": float(np.std(positive)),
+        "score_units": units,
+    }
     if geometry:
-        images = PackSource(str(pack_dir))
-        embedder = load_embedder(str(model_path))
-        features = embed_images(
-            embedder, images, 256, flip_sum=False, normalize=False, progress=False
-        )
-        result.update(feature_geometry(features, np.asarray(images.labels)))
+        result.update(feature_geometry(features, labels))
     return result
 
 

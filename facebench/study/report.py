@@ -15,8 +15,8 @@ METRICS = (
     ("class_wise_accuracy_sample_weighted", "class-wise acc", "closed"),
     ("uniform_accuracy", "uniform acc", "closed"),
     ("t_star", "t*", "closed"),
-    ("learned_threshold", "learned threshold", "closed"),
-    ("uniform_accuracy_at_learned_threshold", "uniform acc at learned thr.", "closed"),
+    ("decision_point", "decision point", "closed"),
+    ("uniform_accuracy_at_decision_point", "uniform acc at decision point", "closed"),
     ("intra_class_cosine", "intra-class cos", "closed"),
     ("inter_class_cosine_mean", "inter-class cos (mean)", "closed"),
     ("inter_class_cosine_max", "inter-class cos (max)", "closed"),
@@ -35,8 +35,17 @@ CLAIMS = (
     ("(5) open set, global threshold", "verification_global_accuracy", True),
     *((f"(5) open set, {tar_label(far)}", tar_field(far), True) for far in OPEN_SET_FARS),
 )
-#: Claim (3): thresholding at the learned bias costs less than this much uniform accuracy.
-THRESHOLD_TOLERANCE = 0.01
+#: Claim (3), stated before any run: a head's decision point (facebench.study.measure.
+#: decision_point) is "at t*" when the 95 % interval of (t* − decision point) / (std of the
+#: own-class scores) lies inside ±THRESHOLD_TOLERANCE, "not at t*" when it lies outside.
+THRESHOLD_TOLERANCE = 0.1
+THRESHOLD_FIELDS = (
+    "uniform_accuracy",
+    "uniform_accuracy_at_decision_point",
+    "t_star",
+    "decision_point",
+    "score_spread",
+)
 
 
 def per_seed(results: dict, runs: list, head: StudyHead, task: str, metric: str) -> dict:
@@ -119,32 +128,39 @@ def judge_claims(heads, results: dict, runs: list, unjudged: frozenset = frozens
     return out
 
 
-def judge_thresholds(heads, results: dict, runs: list) -> list[dict]:
-    """Claim (3) per head with a learned threshold: uniform acc at t* minus at the threshold."""
+def judge_thresholds(heads, results: dict, runs: list, unjudged: frozenset = frozenset()):
+    """Claim (3) per head with a decision point: the distance t* − point (score units and in
+    own-class score spreads) with its interval, the verdict by :data:`THRESHOLD_TOLERANCE`, and
+    the accuracy cost (uniform acc at t* minus at the point)."""
     out = []
     for head in heads:
-        best = per_seed(results, runs, head, "closed", "uniform_accuracy")
-        at_b = per_seed(results, runs, head, "closed", "uniform_accuracy_at_learned_threshold")
-        seeds = sorted(set(best) & set(at_b))
+        values = {m: per_seed(results, runs, head, "closed", m) for m in THRESHOLD_FIELDS}
+        seeds = sorted(set.intersection(*(set(v) for v in values.values())))
         if not seeds:
             continue
-        cost = mean_interval([best[s] - at_b[s] for s in seeds])
+        star, point, spread = values["t_star"], values["decision_point"], values["score_spread"]
+        scaled = mean_interval([(star[s] - point[s]) / spread[s] for s in seeds])
         converged = all_converged(results, runs, {head.key}, "closed")
-        if not converged:
+        if not converged or head.key in unjudged:
             verdict = "not judged"
-        elif cost["high"] is None:
+        elif scaled["low"] is None:
             verdict = "not resolved"
+        elif scaled["low"] > -THRESHOLD_TOLERANCE and scaled["high"] < THRESHOLD_TOLERANCE:
+            verdict = "at t*"
+        elif scaled["low"] > THRESHOLD_TOLERANCE or scaled["high"] < -THRESHOLD_TOLERANCE:
+            verdict = "not at t*"
         else:
-            verdict = "held" if cost["high"] < THRESHOLD_TOLERANCE else "not held"
-        gap = per_seed(results, runs, head, "closed", "t_star")
-        thr = per_seed(results, runs, head, "closed", "learned_threshold")
-        distance = mean_interval([abs(gap[s] - thr[s]) for s in seeds if s in gap and s in thr])
+            verdict = "not resolved"
+        at_point = values["uniform_accuracy_at_decision_point"]
         out.append(
             {
                 "head": head.key,
                 "seeds": seeds,
-                "accuracy_cost": cost,
-                "threshold_distance": distance,
+                "distance": mean_interval([star[s] - point[s] for s in seeds]),
+                "distance_in_spreads": scaled,
+                "accuracy_cost": mean_interval(
+                    [values["uniform_accuracy"][s] - at_point[s] for s in seeds]
+                ),
                 "verdict": verdict,
             }
         )
@@ -191,13 +207,7 @@ def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) ->
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
-        d = c["difference"]
-        if d is None:
-            interval = "—"
-        elif d["low"] is None:
-            interval = f"{d['mean']:+.4f}"
-        else:
-            interval = f"{d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        interval = _interval(c["difference"], 4)
         lines.append(
             f"| {c['claim']} | {labels[c['better']]} | {labels[c['other']]} | "
             f"{len(c['seeds'])} | {interval} | {_p(c['p_value'])} | {c['verdict']} "
@@ -205,16 +215,19 @@ def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) ->
         )
     lines += [
         "",
-        "| (3) learned threshold at t* | seeds | uniform acc lost at the learned "
-        "threshold (95 % CI) | mean abs(t* − learned) | verdict |",
-        "|---|---|---|---|---|",
+        "Claim (3): the decision point is where the class's positive and negative terms meet "
+        '(band centre; 0 on w·x − b_k for per-class biases). "at t*" when the 95 % interval '
+        "of (t* − point) in own-class score spreads lies inside "
+        f'±{THRESHOLD_TOLERANCE:g}, "not at t*" when outside.',
+        "",
+        "| (3) decision point at t* | seeds | t* − point (95 % CI) | in score spreads (95 % CI) "
+        "| uniform acc lost at the point (95 % CI) | verdict |",
+        "|---|---|---|---|---|---|",
     ]
     for t in thresholds:
-        cost, dist = t["accuracy_cost"], t["threshold_distance"]
-        interval = _cell(cost, 4)
-        distance = "—" if dist is None else f"{dist['mean']:.3f}"
         lines.append(
-            f"| {labels[t['head']]} | {len(t['seeds'])} | {interval} | {distance} "
+            f"| {labels[t['head']]} | {len(t['seeds'])} | {_interval(t['distance'], 3)} "
+            f"| {_interval(t['distance_in_spreads'], 3)} | {_cell(t['accuracy_cost'], 4)} "
             f"| {t['verdict']} |"
         )
     return "\n".join(lines) + "\n"
@@ -297,6 +310,14 @@ def tuning_markdown(heads, runs: list, results: dict) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _interval(stat: dict | None, digits: int) -> str:
+    if stat is None:
+        return "—"
+    if stat["low"] is None:
+        return f"{stat['mean']:+.{digits}f}"
+    return f"{stat['mean']:+.{digits}f} [{stat['low']:+.{digits}f}, {stat['high']:+.{digits}f}]"
 
 
 def _p(value) -> str:

@@ -1,11 +1,13 @@
-"""facebench.study.measure: feature geometry against plain loops."""
+"""facebench.study.measure: feature geometry against plain loops; the decision point rule."""
 
 import math
 
 import numpy as np
 import pytest
+import torch
 
-from facebench.study.measure import feature_geometry
+from facebench.heads import build_head
+from facebench.study.measure import decision_point, feature_geometry
 
 
 def _cos(a, b):
@@ -35,3 +37,39 @@ def test_identical_classes_are_not_separated():
     got = feature_geometry(features, np.array([0, 0, 1, 1]))
     assert got["intra_class_cosine"] == pytest.approx(1.0)
     assert got["inter_class_cosine_max"] == pytest.approx(1.0)
+
+
+def _unit_embedding(cosine: float) -> torch.Tensor:
+    """A unit vector at ``cosine`` to e0 (and orthogonal to e2, e3)."""
+    return torch.tensor([[cosine, math.sqrt(1 - cosine**2), 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.4])
+def test_decision_point_of_a_unified_bce_head_is_where_the_logits_are_opposite(margin):
+    head = build_head("bce_u", 4, 3, normalized=True, scale=32.0, margin=margin)
+    with torch.no_grad():
+        head.weight.copy_(torch.eye(3, 4))
+        head.bias.fill_(9.6)
+    point = decision_point(head)
+    assert point == pytest.approx(9.6 / 32 + margin / 2)
+    # at the point the negative logit s and the positive one (s - γ m) are opposite
+    score = float(head.scores(_unit_embedding(point))[0, 0])
+    assert score == pytest.approx(-(score - 32.0 * margin), abs=1e-4)
+
+
+def test_decision_point_of_per_class_biases_is_zero_on_w_x_minus_b_k():
+    linear = build_head("bce_d", 4, 3, normalized=False)
+    assert decision_point(linear) == 0.0
+    assert decision_point(build_head("bce_d", 4, 3, normalized=True, margin=0.2)) == 0.1
+    unified = build_head("bce_u", 4, 3, normalized=False)
+    assert decision_point(unified) == pytest.approx(float(unified.bias.detach()))
+
+
+def test_decision_point_of_sphereface2_is_its_band_centre_and_softmax_has_none():
+    head = build_head("sphereface2", 4, 3)
+    point = decision_point(head)
+    # g(cos) = 2((cos + 1)/2)^t - 1 at the point is b/r: the middle of g - m and g + m
+    g = 2 * ((point + 1) / 2) ** head.t - 1
+    assert g == pytest.approx(max(-1.0, min(1.0, float(head.bias.detach()) / head.scale)))
+    assert decision_point(build_head("softmax", 4, 3, normalized=False)) is None
+    assert decision_point(build_head("cosface", 4, 3)) is None

@@ -22,9 +22,10 @@ def _results(runs, converged=True):
             values = {
                 "uniform_accuracy": 0.5 + 0.1 * bce + noise,
                 "sample_accuracy": 0.9 + noise * (1 if bce else -1),
-                "t_star": 0.30,
-                "learned_threshold": 0.32 if bce else None,
-                "uniform_accuracy_at_learned_threshold": 0.598 + noise if bce else None,
+                "t_star": 0.30 + noise,
+                "decision_point": 0.32 + noise / 2 if bce else None,
+                "uniform_accuracy_at_decision_point": 0.598 + noise if bce else None,
+                "score_spread": 0.5,
             }
         else:
             values = {"verification_global_accuracy": 0.8}
@@ -38,7 +39,7 @@ def test_summary_intervals_and_convergence_counts():
     soft = rows[0]
     assert soft["uniform_accuracy"] == pytest.approx(mean_interval([0.49, 0.5, 0.512]))
     assert soft["closed_runs"] == soft["closed_converged"] == 3 and soft["open_runs"] == 3
-    assert soft["learned_threshold"] is None
+    assert soft["decision_point"] is None
     text = report.table_markdown(rows, SETTINGS)
     lines = text.strip().splitlines()
     assert len(lines) == 4 and all(line.count("|") == len(report.METRICS) + 5 for line in lines)
@@ -74,15 +75,26 @@ def test_a_closed_set_only_head_is_compared_on_closed_set_claims_only():
     assert {(c["better"], c["other"]) for c in claims} == {("bce_u_norm", "sphereface2")}
 
 
-def test_learned_threshold_claim():
+def test_threshold_claim_reads_the_distance_in_score_spreads():
     runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
-    (judged,) = report.judge_thresholds(PAIR, _results(runs), runs)
-    assert judged["head"] == "bce_u" and judged["verdict"] == "held"  # costs 0.002 < 0.01
+    results = _results(runs)
+    (judged,) = report.judge_thresholds(PAIR, results, runs)
+    # t* - point = -0.02 + noise / 2: per seed -0.025, -0.02, -0.014; 95 % interval about
+    # [-0.033, -0.006], i.e. [-0.067, -0.012] spreads of 0.5: inside ±0.1
+    assert judged["head"] == "bce_u" and judged["verdict"] == "at t*"
+    assert judged["distance"]["mean"] == pytest.approx(-0.02 + 0.001 / 3)
+    assert judged["distance_in_spreads"]["mean"] == pytest.approx((-0.02 + 0.001 / 3) / 0.5)
     assert judged["accuracy_cost"]["mean"] == pytest.approx(0.002)
-    assert judged["threshold_distance"]["mean"] == pytest.approx(0.02)
+    for spread, verdict in ((0.01, "not at t*"), (0.18, "not resolved")):
+        for run in runs:
+            results[run.key]["score_spread"] = spread
+        assert report.judge_thresholds(PAIR, results, runs)[0]["verdict"] == verdict
+    unjudged = report.judge_thresholds(PAIR, results, runs, unjudged=frozenset({"bce_u"}))
+    assert unjudged[0]["verdict"] == "not judged"
     labels = {h.key: h.label for h in PAIR}
     text = report.claims_markdown(report.judge_claims(PAIR, _results(runs), runs), [judged], labels)
     assert "| (1) uniform accuracy | L_bce-u | L_soft | 3 | +0.1000 [" in text
+    assert "| L_bce-u | 3 | -0.020 [" in text and "| at t* |" in text
 
 
 def test_sweep_points_and_figure(tmp_path):
