@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import shutil
+import unicodedata
 from collections.abc import Iterator
 
 from facebench.errors import DataError, FacebenchError, WriteError
@@ -42,6 +43,37 @@ def temporary_name(path: str | os.PathLike, suffix: str = "") -> str:
     is atomic); ``suffix`` keeps an extension that a writer needs."""
     directory, base = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{base}{TEMP_TAG}{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+
+
+def check_not_temporary(path: str | os.PathLike) -> None:
+    """DataError when ``path`` is, or lies inside, a temporary of this scheme: an output still
+    being written or left by an interrupted write, never a complete input."""
+    parts = os.path.abspath(path).split(os.sep)
+    for i, part in enumerate(parts):
+        if _TEMP_NAME.match(part):
+            kind = "folder" if os.path.isdir(os.sep.join(parts[: i + 1])) else "file"
+            raise DataError(
+                f"{path}: {part} is a temporary {kind} left by an interrupted write (or one "
+                "still running), not a complete output; remove it and write the output again"
+            )
+
+
+def check_file_name(name: str, source: str) -> str:
+    """``name`` (an identity or file name read from ``source``) as one safe path component: not
+    empty, not ``.`` or ``..``, no path separator, no control character (newline, NUL, ...),
+    at most 255 bytes; else DataError naming it and ``source``. Returns ``name``."""
+    problem = None
+    if name in ("", ".", ".."):
+        problem = "is not a file name"
+    elif "/" in name or "\\" in name:
+        problem = "holds a path separator"
+    elif any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        problem = "holds a control character (a newline, tab, NUL, ...)"
+    elif len(name.encode("utf-8", "surrogateescape")) > 255:
+        problem = "is longer than 255 bytes"
+    if problem:
+        raise DataError(f"{source}: name {name!r} {problem}; rename it")
+    return name
 
 
 def stale_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[str]:
@@ -134,8 +166,9 @@ def _full(directory: str) -> bool:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary file name (created empty, umask permissions) for a writer that takes
-    a path; on success it replaces ``path``, on failure it is removed."""
-    path = str(path)
+    a path; on success it replaces ``path``, on failure it is removed. A symbolic link is
+    written through: the file it points to is replaced and the link stays."""
+    path = _through_links(str(path))
     created = _make_parents_or_fail(os.path.dirname(os.path.abspath(path)), path)
     _remove_stale(path)
     tmp = temporary_name(path, suffix)
@@ -143,6 +176,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield tmp
         _publish(tmp, path, created)
+
+
+def _through_links(path: str) -> str:
+    """``path``, or the file its symbolic link (or chain of links) points to; WriteError for a
+    link that loops."""
+    if not os.path.islink(path):
+        return path
+    target = os.path.realpath(path)
+    if os.path.islink(target):
+        raise WriteError(f"{path}: a symbolic link that loops; cannot write through it")
+    return target
 
 
 @contextlib.contextmanager
@@ -333,12 +377,41 @@ def _check_parent(path: str, option: str) -> None:
         raise WriteError(f"{parent}: not writable; cannot create {path} ({option})")
 
 
+def _try_write(directory: str, option: str) -> None:
+    """Create ``directory`` (and missing parents) and write a byte to a new file in it, then
+    remove both: a folder that cannot be written (read-only, /proc, a full disk) fails here,
+    before any work, and nothing is left (the folder that was changed keeps its times)."""
+    existing = os.path.abspath(directory)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    times = os.stat(existing)
+    created = _make_parents_or_fail(directory, directory)
+    probe = temporary_name(os.path.join(directory, "probe"))
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise WriteError(
+            f"{directory}: cannot write a file there ({exc.strerror}) ({option})"
+        ) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
+        _remove_created(created)
+        with contextlib.suppress(OSError):
+            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
 def check_output_file(
     path: str | os.PathLike, option: str = "--out", overwrite: bool = False
 ) -> None:
     """Before any work: ``path`` can be created as a file (not a folder, not an existing file
-    unless ``overwrite``, in a folder that exists or can be created)."""
-    path = str(path)
+    unless ``overwrite``, in a folder that exists or can be created and written); a symbolic
+    link is checked as the file it points to."""
+    path = _through_links(str(path))
     if os.path.isdir(path):
         raise WriteError(f"{path}: is a folder; {option} needs a file name")
     if os.path.lexists(path) and not overwrite:
@@ -346,6 +419,7 @@ def check_output_file(
             f"{path}: already exists; nothing was changed. Remove it or choose another {option}"
         )
     _check_parent(path, option)
+    _try_write(os.path.dirname(os.path.abspath(path)), option)
 
 
 def check_output_dir(
@@ -355,7 +429,7 @@ def check_output_dir(
     new: bool = False,
 ) -> None:
     """Before any work: ``path`` is a folder that exists or can be created (must not exist when
-    ``new``), and none of ``files`` (relative to it) would be overwritten."""
+    ``new``) and written, and none of ``files`` (relative to it) would be overwritten."""
     path = str(path)
     if os.path.lexists(path):
         if not os.path.isdir(path):
@@ -368,8 +442,10 @@ def check_output_dir(
             raise WriteError(f"{path}: not writable ({option})")
         for name in files:
             check_output_file(os.path.join(path, name), option)
+        _try_write(path, option)
         return
     _check_parent(path, option)
+    _try_write(os.path.dirname(os.path.abspath(path)) if new else path, option)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from facebench.data.collate import RowBatch, batch_tensor
 from facebench.data.images import JPEG_END, decode_image, hflip
 from facebench.data.recordio import IndexedRecordReader, IndexedRecordWriter, IRHeader, pack_record
 from facebench.errors import DataError
-from facebench.fileio import TEMP_TAG, read_json, stale_temporaries, write_text
+from facebench.fileio import check_not_temporary, read_json, stale_temporaries, write_text
 
 #: The largest image side a property file may state (the JPEG limit).
 MAX_IMAGE_SIDE = 65535
@@ -29,10 +29,12 @@ MAX_IMAGE_SIDE = 65535
 def read_property(path: str) -> tuple[int, int, int]:
     """``(num_classes, H, W)`` from a property file (one line ``num_classes,H,W``)."""
     try:
-        with open(path) as f:
-            text = f.read().strip()
+        with open(path, "rb") as f:
+            text = f.read(4096).decode("ascii").strip()
     except OSError as exc:
         raise DataError(f"{path}: cannot read property file ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a property file (not ASCII text 'num_classes,H,W')") from None
     try:
         num_classes, height, width = (int(x) for x in text.split(","))
     except ValueError:
@@ -51,8 +53,10 @@ def write_property(path: str, num_classes: int, height: int, width: int) -> None
 
 
 def _pack_paths(path: str) -> tuple[str, str, str | None]:
-    """``(rec, idx, property or None)`` for a pack directory or a ``.rec`` path."""
+    """``(rec, idx, property or None)`` for a pack directory or a ``.rec`` path (never one in
+    a temporary folder: every reader opens packs through here)."""
     path = str(path)
+    check_not_temporary(path)
     if os.path.isdir(path):
         rec = os.path.join(path, "train.rec")
         if not os.path.exists(rec):
@@ -79,11 +83,14 @@ class FacePack:
             header, image = self.reader.read_record(0)
             if header.flag > 0 and not image:
                 self.meta = self._check_meta(header)
+        self._identities = None
+        #: ``[start, end)`` image keys per class as lists (None: plain pack), for the label check
+        self._class_keys = None
         if self.meta is not None:
             self.image_keys = np.arange(1, self.meta[0], dtype=np.int64)
+            self._class_keys = (self.identities[:, 0].tolist(), self.identities[:, 1].tolist())
         else:
             self.image_keys = np.sort(self.reader.keys)
-        self._identities = None
         self._check_counts()
         #: labels must lie below this (property or identity records; None: not known)
         self.label_limit = self.property[0] if self.property else None
@@ -94,13 +101,6 @@ class FacePack:
         """The pack holds images, every image key is indexed, the property agrees with them."""
         if not len(self.image_keys):
             raise DataError(f"{self.rec_path}: the pack holds no images")
-        if self.meta is not None:
-            missing = self.reader.missing(self.image_keys)
-            if missing is not None:
-                raise DataError(
-                    f"{self.rec_path}: key 0: meta record names images 1..{self.meta[0] - 1}, "
-                    f"but key {missing} is not in {self.reader.idx_path}"
-                )
         if self.property is None:
             return
         classes = self.property[0]
@@ -116,22 +116,33 @@ class FacePack:
             )
 
     def _check_meta(self, header: IRHeader) -> tuple[int, int]:
-        """Validate the meta record's ``[a, b]`` against the index."""
+        """Validate the meta record's ``[a, b]`` against the index, which must hold exactly the
+        keys ``0..b-1`` (checked before anything of that size is allocated)."""
+        where = f"{self.rec_path}: key 0: meta record"
         if header.flag < 2:
+            raise DataError(f"{where} has {header.flag} label(s), not 2")
+        first, end = (float(x) for x in header.label[:2])
+        if not (first.is_integer() and end.is_integer() and 1 <= first <= end):
+            raise DataError(f"{where} range [{first:g}, {end:g}) is invalid")
+        first, end = int(first), int(end)
+        keys = self.reader.keys
+        if end > len(keys):
             raise DataError(
-                f"{self.rec_path}: key 0: meta record has {header.flag} label(s), not 2"
+                f"{where} names {end:,} keys (images 1..{first - 1}, identity records "
+                f"{first}..{end - 1}), {self.reader.idx_path} holds only {len(keys):,}"
             )
-        first, end = int(header.label[0]), int(header.label[1])
-        if not 1 <= first <= end:
+        missing = self.reader.missing(np.arange(end, dtype=np.int64))
+        if missing is not None:
             raise DataError(
-                f"{self.rec_path}: key 0: meta record range [{first}, {end}) is invalid"
+                f"{where} names keys 0..{end - 1}, but key {missing} is not in "
+                f"{self.reader.idx_path}"
             )
-        for key in (first - 1, end - 1):
-            if key >= 1 and key not in self.reader:
-                raise DataError(
-                    f"{self.rec_path}: key 0: meta record names key {key}, which is not in "
-                    f"{self.reader.idx_path}"
-                )
+        if len(keys) > end:
+            extra = int(keys[(keys < 0) | (keys >= end)][0])
+            raise DataError(
+                f"{self.reader.idx_path}: key {extra} lies outside the keys 0..{end - 1} of the "
+                "meta record (images and identity records)"
+            )
         return first, end
 
     def __len__(self) -> int:
@@ -139,24 +150,44 @@ class FacePack:
 
     @property
     def identities(self) -> np.ndarray | None:
-        """``(K, 2)`` int64 ``[start_key, end_key)`` per class from the identity records."""
+        """``(K, 2)`` int64 ``[start_key, end_key)`` per class from the identity records; they
+        must tile the images ``1..a-1`` in class order (empty ranges allowed)."""
         if self.meta is None:
             return None
         if self._identities is None:
             first, end = self.meta
-            ranges = np.zeros((end - first, 2), dtype=np.int64)
-            for i, key in enumerate(range(first, end)):
-                header, _ = self.reader.read_record(key)
+            keys = np.arange(first, end, dtype=np.int64)
+            ranges = self.reader.label_pairs(keys)
+            for i in np.flatnonzero(np.isnan(ranges).any(axis=1)).tolist():
+                header, _ = self.reader.read_record(first + i)
                 if header.flag < 2:
-                    raise DataError(f"{self.rec_path}: key {key}: identity record lacks a range")
-                start, stop = int(header.label[0]), int(header.label[1])
-                if not 1 <= start <= stop <= first:
                     raise DataError(
-                        f"{self.rec_path}: key {key}: identity range [{start}, {stop}) lies "
-                        f"outside the images 1..{first - 1}"
+                        f"{self.rec_path}: key {first + i}: identity record lacks a range"
                     )
-                ranges[i] = start, stop
-            self._identities = ranges
+                ranges[i] = header.label[:2]
+            start, stop = ranges[:, 0], ranges[:, 1]
+            whole = (start == np.floor(start)) & (stop == np.floor(stop))  # NaN: False
+            inside = whole & (start >= 1) & (start <= stop) & (stop <= first)
+            nonempty = np.flatnonzero(start < stop)
+            follows = np.ones(len(keys), bool)
+            follows[nonempty] = start[nonempty] == np.append(1, stop[nonempty][:-1])
+            bad = np.flatnonzero(~inside | ~follows)
+            if bad.size:
+                i = int(bad[0])
+                problem = (
+                    "lies outside" if not inside[i] else "does not follow the class before it in"
+                )
+                raise DataError(
+                    f"{self.rec_path}: key {first + i}: identity range [{start[i]:g}, "
+                    f"{stop[i]:g}) {problem} the images 1..{first - 1}"
+                )
+            covered = int(stop[nonempty[-1]]) if nonempty.size else 1
+            if covered != first:
+                raise DataError(
+                    f"{self.rec_path}: identity records {first}..{end - 1} cover images "
+                    f"1..{covered - 1}, not 1..{first - 1}"
+                )
+            self._identities = ranges.astype(np.int64)
         return self._identities
 
     @property
@@ -202,12 +233,18 @@ class FacePack:
         is decoded straight from the map. Every other goes through :meth:`read_sample`, which
         checks it fully, so both give the same pixels, labels and errors."""
         limit = self.label_limit if self.label_limit is not None else np.inf
+        starts, stops = self._class_keys or (None, None)
         shape = images.shape[1:]
         labels = []
         records = self.reader.simple_records(keys, suffix=JPEG_END)
         for row, (key, label, image) in enumerate(records):
             rgb = None
-            if image is not None and label.is_integer() and 0 <= label < limit:
+            if (
+                image is not None
+                and label.is_integer()
+                and 0 <= label < limit
+                and (starts is None or starts[int(label)] <= key < stops[int(label)])
+            ):
                 rgb = cv2.imdecode(image, cv2.IMREAD_COLOR_RGB)
             if rgb is None or rgb.shape != shape:
                 rgb, label = self.read_sample(key)
@@ -242,7 +279,21 @@ class FacePack:
         if not (raw.is_integer() and 0 <= raw < limit):
             classes = "" if self.label_limit is None else f" (0..{self.label_limit - 1})"
             raise DataError(f"{self.rec_path}: key {key}: label {raw:g} is not a class{classes}")
-        return image, int(raw)
+        label = int(raw)
+        if self._class_keys is not None:
+            starts, stops = self._class_keys
+            if not starts[label] <= key < stops[label]:
+                raise DataError(
+                    f"{self.rec_path}: key {key}: its header says label {label}, the identity "
+                    f"records say class {self._class_of(key)} (class {label} is keys "
+                    f"[{starts[label]}, {stops[label]}))"
+                )
+        return image, label
+
+    def _class_of(self, key: int) -> int:
+        """The class whose identity range holds image ``key`` (they tile the images)."""
+        ranges = self.identities
+        return int(np.flatnonzero((ranges[:, 0] <= key) & (key < ranges[:, 1]))[0])
 
 
 def write_face_pack(
@@ -326,11 +377,7 @@ def check_pack_folder(directory: str) -> None:
     directory = str(directory)
     if not os.path.isdir(directory):
         return
-    if TEMP_TAG in os.path.basename(os.path.abspath(directory)):
-        raise DataError(
-            f"{directory}: a temporary folder left by an interrupted write, not a complete pack; "
-            "remove it and write the output again"
-        )
+    check_not_temporary(directory)
     expected = []
     summary = os.path.join(directory, "synth.json")
     if os.path.exists(summary):
@@ -351,6 +398,8 @@ def check_pack_folder(directory: str) -> None:
 def describe_pack(path: str, samples: int = 3, scan_limit: int = 100_000) -> list[str]:
     """Human-readable summary lines of a pack: layout, counts, property, sample decodes."""
     pack = FacePack(path)
+    if os.path.isdir(path) and pack.property is None:
+        raise DataError(f"{path}: no property file ('num_classes,H,W'), which a pack folder holds")
     reader = pack.reader
     lines = [f"pack: {pack.rec_path} ({reader.size:,} bytes, {len(reader):,} keys in index)"]
     if pack.meta is not None:

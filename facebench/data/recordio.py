@@ -28,6 +28,11 @@ _HEADER = struct.Struct("<IfQQ")
 #: frame and header of a one-part record, read in one go (``IndexedRecordReader.simple_records``)
 _FRAMED_HEADER = struct.Struct("<II" + _HEADER.format[1:])
 _LENGTH_MASK = (1 << 29) - 1
+#: a one-part record of a header with two labels and no image (``label_pairs``)
+_LABEL_PAIR_RECORD = np.dtype(
+    [("magic", "<u4"), ("lrec", "<u4"), ("flag", "<u4"), ("label", "<f4"), ("id", "<u8"),
+     ("id2", "<u8"), ("labels", "<f4", 2)]
+)  # fmt: skip
 # A key table is a dense array when keys fill at least this share of their range, else a dict.
 _DENSE_FILL = 0.25
 _INT64_LIMIT = 1 << 63
@@ -146,24 +151,39 @@ def _parse_index_lines(lines: list[bytes], idx_path: str) -> np.ndarray:
 
 
 class _KeyTable:
-    """Key -> offset lookup in O(1): a dense array over the key range, or a dict when sparse."""
+    """Key -> (offset, end) lookup in O(1): dense arrays over the key range, or a dict when
+    sparse. A record's ``end`` is the next greater offset in the index (the file size for the
+    last): its frames must lie before it."""
 
-    def __init__(self, keys: np.ndarray, offsets: np.ndarray, source: str):
+    def __init__(self, keys: np.ndarray, offsets: np.ndarray, size: int, source: str):
+        starts = np.sort(offsets)
+        ends = np.append(starts, size)[np.searchsorted(starts, offsets, side="right")]
         self.low = int(keys.min()) if keys.size else 0
         span = int(keys.max()) - self.low + 1 if keys.size else 0
         self.dense = None
+        self.dense_end = None
         self.sparse = None
         if keys.size == 0 or keys.size >= _DENSE_FILL * span:
             self.dense = np.full(span, -1, dtype=np.int64)
             self.dense[keys - self.low] = offsets
+            self.dense_end = np.full(span, -1, dtype=np.int64)
+            self.dense_end[keys - self.low] = ends
             distinct = int(np.count_nonzero(self.dense >= 0))
         else:
-            self.sparse = dict(zip(keys.tolist(), offsets.tolist(), strict=True))
+            spans = zip(offsets.tolist(), ends.tolist(), strict=True)
+            self.sparse = dict(zip(keys.tolist(), spans, strict=True))
             distinct = len(self.sparse)
         if distinct != keys.size:
             ordered = np.sort(keys)
             duplicate = int(ordered[1:][ordered[1:] == ordered[:-1]][0])
             raise DataError(f"{source}: key {duplicate} appears more than once")
+
+    def spans(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, ends)`` int64 arrays of ``keys`` (int64 array, all in the table)."""
+        if self.sparse is not None:
+            pairs = np.array([self.sparse[k] for k in keys.tolist()], np.int64).reshape(-1, 2)
+            return pairs[:, 0], pairs[:, 1]
+        return self.dense[keys - self.low], self.dense_end[keys - self.low]
 
     def missing(self, keys: np.ndarray) -> int | None:
         """The first of ``keys`` (int64 array) that has no offset, or None."""
@@ -177,10 +197,16 @@ class _KeyTable:
 
     def get(self, key: int) -> int:
         """The offset of ``key`` or -1."""
+        return self.span(key)[0]
+
+    def span(self, key: int) -> tuple[int, int]:
+        """``(offset, end)`` of ``key``'s record, or ``(-1, -1)``."""
         if self.sparse is not None:
-            return self.sparse.get(key, -1)
+            return self.sparse.get(key, (-1, -1))
         i = key - self.low
-        return self.dense.item(i) if 0 <= i < len(self.dense) else -1
+        if 0 <= i < len(self.dense):
+            return self.dense.item(i), self.dense_end.item(i)
+        return -1, -1
 
 
 class IndexedRecordReader:
@@ -207,7 +233,7 @@ class IndexedRecordReader:
             )
         #: keys in index-file order (which need not be key order)
         self.keys = keys
-        self._table = _KeyTable(keys, offsets, self.idx_path)
+        self._table = _KeyTable(keys, offsets, self.size, self.idx_path)
         self._map = None
         self._bytes = None
         self._pid = None
@@ -250,25 +276,30 @@ class IndexedRecordReader:
 
     def offset(self, key: int) -> int:
         """Byte offset of ``key``'s record; DataError for a key not in the index."""
-        offset = self._table.get(int(key))
+        return self._span(key)[0]
+
+    def _span(self, key: int) -> tuple[int, int]:
+        """``(offset, end)`` of ``key``'s record (see :class:`_KeyTable`); DataError for a key
+        not in the index."""
+        offset, end = self._table.span(int(key))
         if offset < 0:
             raise DataError(f"{self.rec_path}: key {key} is not in {self.idx_path}")
-        return offset
+        return offset, end
 
     def read(self, key: int) -> bytes:
         """The payload of record ``key`` (multi-part records joined)."""
-        return self.read_at(self.offset(key), key)
+        return self.read_at(*self._span(key), key)
 
-    def read_at(self, offset: int, key: int | None = None) -> bytes:
-        """The payload of the record whose first part starts at byte ``offset``."""
+    def read_at(self, offset: int, end: int | None = None, key: int | None = None) -> bytes:
+        """The payload of the record whose first part starts at byte ``offset``; its frames
+        must end by byte ``end`` (the next record's offset; default the end of the file)."""
         data = self._mapped()
+        end = len(data) if end is None else end
         parts = []
         pos = offset
         while True:
-            if pos + _FRAME.size > len(data):
-                raise DataError(
-                    f"{self._where(offset, key)}: truncated record (file ends at byte {len(data)})"
-                )
+            if pos + _FRAME.size > end:
+                raise self._overrun(offset, key, pos, end)
             magic, lrec = _FRAME.unpack_from(data, pos)
             if magic != MAGIC:
                 raise DataError(
@@ -281,47 +312,64 @@ class IndexedRecordReader:
                 raise DataError(
                     f"{self._where(offset, key)}: unexpected part flag {cflag} at byte {pos}"
                 )
-            part = data[pos + _FRAME.size : pos + _FRAME.size + length]
-            if len(part) < length:
-                raise DataError(
-                    f"{self._where(offset, key)}: truncated record ({length} bytes announced "
-                    f"at byte {pos}, {len(part)} present)"
-                )
-            parts.append(part)
+            stop = pos + _FRAME.size + length
+            if stop > end:
+                raise self._overrun(offset, key, pos, end, length)
+            parts.append(data[pos + _FRAME.size : stop])
             if cflag in (0, 3):
                 return parts[0] if len(parts) == 1 else _MAGIC_BYTES.join(parts)
-            pos += _FRAME.size + length + (-length % 4)
+            pos = stop + (-length % 4)
+
+    def _overrun(
+        self, offset: int, key: int | None, pos: int, end: int, length: int | None = None
+    ) -> DataError:
+        """The error for a record whose frame or part (``length`` bytes at byte ``pos``) runs
+        past byte ``end``: the end of the file, or the next record (a damaged length field)."""
+        where = self._where(offset, key)
+        size = len(self._bytes)
+        if end >= size:
+            if length is None:
+                return DataError(f"{where}: truncated record (file ends at byte {size})")
+            return DataError(
+                f"{where}: truncated record ({length} bytes announced at byte {pos}, "
+                f"{size - pos - _FRAME.size} present)"
+            )
+        announced = "a frame" if length is None else f"{length} bytes"
+        return DataError(
+            f"{where}: {announced} at byte {pos} would run into the next record at byte {end} "
+            "(a damaged length field)"
+        )
 
     def payload_view(self, key: int) -> np.ndarray:
         """The payload of record ``key`` as uint8: a view into the map, no copy, when the record
         is one part; multi-part records and every error go through :meth:`read_at`."""
-        offset = self.offset(key)
+        offset, limit = self._span(key)
         data = self._mapped()
-        if offset + _FRAME.size <= len(data):
+        if offset + _FRAME.size <= limit:
             magic, lrec = _FRAME.unpack_from(data, offset)
             start = offset + _FRAME.size
             end = start + (lrec & _LENGTH_MASK)
-            if magic == MAGIC and lrec >> 29 == 0 and end <= len(data):
+            if magic == MAGIC and lrec >> 29 == 0 and end <= limit:
                 return self._bytes[start:end]
-        return np.frombuffer(self.read_at(offset, key), dtype=np.uint8)
+        return np.frombuffer(self.read_at(offset, limit, key), dtype=np.uint8)
 
     def simple_records(
         self, keys: Iterable[int], suffix: bytes = b""
     ) -> Iterator[tuple[int, float, np.ndarray | None]]:
         """``(key, scalar label, image bytes)`` per key, read in place from the map for the usual
-        record: one part, a scalar label (flag 0), a header id that is the key or 0, and image
-        bytes ending in ``suffix``. For any other key or record the image is None: read it with
-        :meth:`record_view`, which checks it fully and names what is wrong. The batch reader's
-        fast path: one struct read per record (measured faster than numpy over the whole batch
-        once decoding has filled the caches)."""
+        record: one part within its room in the file (before the next record), a scalar label
+        (flag 0), a header id that is the key or 0, and image bytes ending in ``suffix``. For
+        any other key or record the image is None: read it with :meth:`record_view`, which
+        checks it fully and names what is wrong. The batch reader's fast path: one struct read
+        per record (measured faster than numpy over the whole batch once decoding has filled
+        the caches)."""
         data = self._mapped()
         whole = self._bytes
-        size = len(whole)
-        lookup = self._table.get
+        lookup = self._table.span
         unpack = _FRAMED_HEADER.unpack_from
         for key in keys:
-            offset = lookup(key)
-            if 0 <= offset <= size - _FRAMED_HEADER.size:
+            offset, limit = lookup(key)
+            if 0 <= offset <= limit - _FRAMED_HEADER.size:
                 magic, lrec, flag, label, id1, _ = unpack(data, offset)
                 end = offset + _FRAME.size + (lrec & _LENGTH_MASK)
                 start = offset + _FRAMED_HEADER.size
@@ -330,12 +378,35 @@ class IndexedRecordReader:
                     and lrec >> 29 == 0
                     and flag == 0
                     and (id1 == key or id1 == 0)
-                    and start + len(suffix) <= end <= size
+                    and start + len(suffix) <= end <= limit
                     and data[end - len(suffix) : end] == suffix
                 ):
                     yield key, label, whole[start:end]
                     continue
             yield key, 0.0, None
+
+    def label_pairs(self, keys: np.ndarray) -> np.ndarray:
+        """float64 ``(K, 2)``: the first two labels of the records of ``keys`` (int64, all in
+        the index), read in one numpy gather where a record is one part holding exactly a
+        header with two labels and the key (or 0) as id; NaN rows for every other record (read
+        those with :meth:`record_view`, which checks them fully). Reads a pack's identity
+        records at open: a loop over them costs about 16 us each."""
+        offsets, ends = self._table.spans(keys)
+        size = _FRAMED_HEADER.size + 8
+        fits = np.flatnonzero(offsets + size <= ends)
+        self._mapped()
+        gathered = self._bytes[(offsets[fits, None] + np.arange(size)).ravel()]
+        records = gathered.view(_LABEL_PAIR_RECORD)
+        ids = records["id"]
+        good = (
+            (records["magic"] == MAGIC)
+            & (records["lrec"] == size - _FRAME.size)
+            & (records["flag"] == 2)
+            & ((ids == keys[fits].astype(np.uint64)) | (ids == 0))
+        )
+        out = np.full((len(keys), 2), np.nan)
+        out[fits[good]] = records["labels"][good]
+        return out
 
     def _where(self, offset: int, key: int | None) -> str:
         """The record named in errors (built only when one is raised)."""

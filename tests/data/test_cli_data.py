@@ -63,6 +63,7 @@ def broken_packs(tmp_path, synth):
         d = tmp_path / name
         d.mkdir()
         (d / "train.rec").write_bytes(rec_bytes)
+        (d / "property").write_bytes((synth / "property").read_bytes())
         if idx_text is not None:
             (d / "train.idx").write_text(idx_text)
         return d
