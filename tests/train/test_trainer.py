@@ -2,6 +2,8 @@
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from facebench.config import load_recipe
 from facebench.errors import ConfigError, ModelError
 from facebench.train import train
 from facebench.train.hooks import Hook
+
+sys.path.insert(0, str(Path(__file__).parent))
+from float64 import train_in_float64
 
 
 def _run(recipe_file, data_root, out, *sets, **kw):
@@ -219,18 +224,11 @@ def test_cli_trains_and_reports_bad_recipes_in_one_line(recipe_file, data_root, 
 
 
 @pytest.fixture
-def float64_training(monkeypatch):
+def float64_training():
     """Models, heads and model input in float64 (the trainer feeds float32 otherwise)."""
-    import facebench.data.model_input as model_input_module
-
-    to_model_input = model_input_module.model_input
-    monkeypatch.setattr(
-        model_input_module, "model_input", lambda *a, **kw: to_model_input(*a, **kw).double()
-    )
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    undo = train_in_float64()
     yield
-    torch.set_default_dtype(before)
+    undo()
 
 
 def test_channels_last_gives_the_same_first_loss(recipe_file, data_root, tmp_path):
