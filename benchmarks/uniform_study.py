@@ -31,8 +31,10 @@ SIZE_OPTIONS = {
     "epochs": "training epochs of every run",
     "min_images": "training images every run sees at least (more epochs on a small set)",
     "train_per_class": "training images per class (default: all)",
-    "val_per_class": "training images per class carved out for tuning",
-    "fit_per_class": "images per class the tuning runs fit, from the rest (default: all)",
+    "val_per_class": "training images per class carved out for tuning (default: 1/12 of the "
+    "smallest class)",
+    "fit_per_class": "images per class the tuning runs fit, from the rest (default: 1/3 of the "
+    "smallest class)",
     "test_per_class": "test images per class (default: all)",
     "pairs_per_half": "genuine (= impostor) pairs per fold of the held-out bin",
     "grid_points": "tuning configurations per head (default: the whole grid)",

@@ -1,9 +1,16 @@
-"""The study's data: an idx set checked, converted once into packs and a held-out-class bin."""
+"""The study's data: an idx set checked, converted once into packs and a held-out-class bin.
+
+Sizes left None scale with the set: the validation split takes 1/:data:`VAL_SHARE` of the
+smallest class's training images and the tuning runs fit 1/:data:`FIT_SHARE` of it (500 and 2,000
+of Fashion-MNIST's 6,000), so any MNIST-format set with :data:`MIN_PER_CLASS` or more training
+images per class runs with no option."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from facebench.data.idx_packs import convert_idx_set
 from facebench.data.idx_ubyte import load_idx_split
@@ -21,16 +28,42 @@ SIZE_KEYS = (
 )
 
 
-def check_idx_set(idx_dir: str | Path) -> None:
-    """Read both splits; a missing or inconsistent file raises DataError naming it."""
+MIN_PER_CLASS = 50
+VAL_SHARE = 12
+FIT_SHARE = 3
+
+
+def scaled_sizes(size: dict, train_labels: np.ndarray) -> dict:
+    """``size`` with ``val_per_class`` / ``fit_per_class`` left None set from the smallest
+    class (after ``train_per_class``); a class below :data:`MIN_PER_CLASS` raises DataError."""
+    smallest = int(np.bincount(train_labels).min())
+    if size.get("train_per_class") is not None:
+        smallest = min(smallest, size["train_per_class"])
+    if smallest < MIN_PER_CLASS:
+        raise DataError(
+            f"a class has {smallest} training images; the study needs at least {MIN_PER_CLASS} "
+            "per class (give a larger set or a larger --train-per-class)"
+        )
+    out = dict(size)
+    if out["val_per_class"] is None:
+        out["val_per_class"] = smallest // VAL_SHARE
+    if out["fit_per_class"] is None:
+        out["fit_per_class"] = smallest // FIT_SHARE
+    return out
+
+
+def check_idx_set(idx_dir: str | Path) -> np.ndarray:
+    """Read both splits; a missing or inconsistent file raises DataError naming it. Returns the
+    training labels."""
     if not Path(idx_dir).is_dir():
         raise DataError(f"--idx {idx_dir}: no such directory (give the folder of the idx files)")
-    for split in ("train", "t10k"):
-        load_idx_split(idx_dir, split)
+    load_idx_split(idx_dir, "t10k")
+    return load_idx_split(idx_dir, "train")[1]
 
 
 def prepare_data(idx_dir: str | Path, data_dir: Path, size: dict, seed: int = 0) -> dict:
     """Convert the idx set into ``data_dir`` unless done already; return its split.json.
+    ``size`` must have its scaled sizes set (:func:`scaled_sizes`).
 
     The conversion is written to a temporary folder renamed when complete, so ``data_dir``
     exists only whole. A ``data_dir`` made for other sizes raises DataError (use another --out)."""

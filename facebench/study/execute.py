@@ -13,21 +13,22 @@ from pathlib import Path
 from facebench.errors import DataError
 from facebench.fileio import check_output_dir, write_json, write_text
 from facebench.study import plan, report
-from facebench.study.data import check_idx_set, prepare_data
+from facebench.study.data import check_idx_set, prepare_data, scaled_sizes
 from facebench.study.runs import Run, train_and_measure
 
 log = logging.getLogger(__name__)
 
-#: Sizes: images per class kept for training (None: all), carved out of those for validation,
-#: fitted by the tuning runs (None: all the rest), kept for testing (None: all), genuine
+#: Sizes: images per class kept for training (None: all), carved out of those for validation
+#: and fitted by the tuning runs (None: scaled with the smallest class,
+#: study.data.scaled_sizes), kept for testing (None: all), genuine
 #: (= impostor) pairs per fold of the held-out bin, epochs, training images every run sees at
 #: least (a small set trains for more epochs; on Fashion-MNIST 5 epochs already do), seeds of
 #: the table, seeds per γ-sweep point, grid points tuned per head (None: all).
 SIZES = {
     "full": {
         "train_per_class": None,
-        "val_per_class": 500,
-        "fit_per_class": 2000,
+        "val_per_class": None,  # scaled: 1/12 of the smallest class (500 on Fashion-MNIST)
+        "fit_per_class": None,  # scaled: 1/3 (2,000 on Fashion-MNIST)
         "test_per_class": None,
         "pairs_per_half": 300,
         "epochs": 5.0,
@@ -39,7 +40,7 @@ SIZES = {
     "quick": {
         "train_per_class": 60,
         "val_per_class": 10,
-        "fit_per_class": None,
+        "fit_per_class": 50,
         "test_per_class": 30,
         "pairs_per_half": 20,
         "epochs": 2.0,
@@ -123,7 +124,7 @@ def run_study(
     idx_dir: str, out: Path, size: dict, heads, jobs: int, base_recipe: Path, command: str
 ) -> dict:
     """The whole study under ``out`` (resumable: finished runs are reused); returns study.json."""
-    check_idx_set(idx_dir)  # before anything is created under out
+    size = scaled_sizes(size, check_idx_set(idx_dir))  # before anything is created under out
     check_output_dir(out)
     setup = {
         "epochs": size["epochs"],
