@@ -59,7 +59,8 @@ class _Interrupt(Hook):
 
 
 def test_interrupted_and_resumed_run_gives_the_same_losses(recipe_file, data_root, tmp_path):
-    # flips, Partial FC sampling, accumulation and momentum all have to be restored exactly
+    # flips, Partial FC sampling, accumulation and momentum all have to be restored exactly:
+    # in one process on one kernel set, the resumed steps repeat the uninterrupted ones bit for bit
     sets = [
         "train.accumulation=2",
         "train.checkpoint_every=3",
@@ -72,15 +73,15 @@ def test_interrupted_and_resumed_run_gives_the_same_losses(recipe_file, data_roo
         _run(recipe_file, data_root, tmp_path / "cut", *sets, hooks=[_Interrupt(8)])
     resumed = _run(recipe_file, data_root, tmp_path / "cut", *sets, resume=True)
     assert resumed.start_step == 6
-    np.testing.assert_allclose(resumed.losses, full.losses[6:], rtol=1e-6, atol=1e-7)
+    assert resumed.losses == full.losses[6:]
     # the log was cut back to the checkpoint before the resumed steps were appended
     logged = _logged_losses(tmp_path / "cut")
     assert sorted(logged) == list(range(1, 13))
-    np.testing.assert_allclose([logged[s] for s in range(1, 13)], full.losses, rtol=1e-6)
+    assert [logged[s] for s in range(1, 13)] == full.losses
     a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)["state_dict"]
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_run_directory_holds_model_log_tensorboard_and_reports(recipe_file, data_root, tmp_path):
