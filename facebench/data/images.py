@@ -8,6 +8,7 @@ encoding swaps back, so packs written here read the same in InsightFace's own to
 
 from __future__ import annotations
 
+import struct
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -18,6 +19,14 @@ from facebench.errors import DataError
 _JPEG_START = b"\xff\xd8"
 #: What a complete JPEG ends with (its end-of-image marker).
 JPEG_END = b"\xff\xd9"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+#: The most pixels an image may have to be decoded (2^26, e.g. 8192x8192: 192 MiB as RGB); the
+#: size is read from the JPEG or PNG header first, so a larger one is refused before decoding.
+MAX_IMAGE_PIXELS = 1 << 26
+# JPEG start-of-frame markers (they carry the image size): C0-CF except DHT, JPG and DAC.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_SEGMENT = struct.Struct(">BBH")
+_SIZE = struct.Struct(">HH")
 
 
 @dataclass(frozen=True)
@@ -59,12 +68,43 @@ def decode_image(data: bytes | np.ndarray, source: str = "<bytes>") -> np.ndarra
     marker is refused: OpenCV would fill the missing part grey.
     """
     buf = data if isinstance(data, np.ndarray) else np.frombuffer(data, dtype=np.uint8)
+    size = header_size(buf)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"{source}: image is {size[0]}x{size[1]} ({size[0] * size[1]:,} pixels), over the "
+            f"{MAX_IMAGE_PIXELS:,} facebench decodes (its header says so; nothing was decoded)"
+        )
     rgb = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB) if len(buf) else None
     if rgb is None or rgb.size == 0:
         raise DataError(f"{source}: image does not decode ({len(buf)} bytes)")
     if buf[:2].tobytes() == _JPEG_START and not _ends_jpeg(buf):
         raise DataError(f"{source}: truncated JPEG ({len(buf)} bytes, no end-of-image marker)")
     return rgb
+
+
+def header_size(buf: bytes | np.ndarray) -> tuple[int, int] | None:
+    """``(H, W)`` from a JPEG's frame header or a PNG's IHDR, without decoding; None for other
+    or unreadable bytes (the decoder then judges them)."""
+    start = bytes(buf[:8])
+    if start == _PNG_START and len(buf) >= 24:
+        width, height = struct.unpack_from(">II", buf, 16)
+        return height, width
+    if start[:2] != _JPEG_START:
+        return None
+    pos = 2
+    while pos + 9 <= len(buf):
+        mark, marker, length = _SEGMENT.unpack_from(buf, pos)
+        if mark != 0xFF:
+            return None
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif marker in _JPEG_FRAMES:
+            return _SIZE.unpack_from(buf, pos + 5)
+        elif marker == 0xDA:  # start of scan without a frame: not a JPEG to trust
+            return None
+        else:
+            pos += 2 + length
+    return None
 
 
 def _ends_jpeg(buf: np.ndarray) -> bool:
