@@ -3,7 +3,8 @@
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
 which adds its parser and sets ``handler`` (a function taking the parsed ``args`` and returning
 an exit status). Handlers import the library lazily so ``--help`` stays fast. This module only
-parses arguments and turns :class:`facebench.errors.FacebenchError` into a one-line message.
+parses arguments and turns :class:`facebench.errors.FacebenchError` (and a bad option) into a
+one-line message; a reader that closes the output pipe early (``| head``) ends it quietly.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -18,9 +20,10 @@ from facebench import __version__
 from facebench.errors import FacebenchError
 
 DESCRIPTION = """\
-facebench: train face models with normalized BCE heads (one unified bias) and the ArcFace,
-CosFace and SoftMax baselines, evaluate them with one global threshold and the standard 10-fold
-protocol, search galleries with faiss, and export embeddings and ONNX models.
+facebench: train face models with a BCE head that learns one unified bias (UniFace's bce_u, beside
+bce_d and bce_zero) or any of the registered baselines (softmax, normsoftmax, cosface, arcface,
+adaface, curricularface, magface, sphereface2); evaluate them with one global threshold and the
+standard 10-fold protocol; search galleries with faiss; export embeddings and ONNX models.
 
 Start with `facebench quickstart` (synthetic data, CPU, a few minutes)."""
 
@@ -30,9 +33,16 @@ def _command_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose errors are one line (the usage is in ``--help``); its subparsers are too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, one subparser per command module."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="facebench",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader left: later writes (and the flush at exit) go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except FacebenchError as exc:
         print(f"facebench: error: {exc}", file=sys.stderr)
         return 2

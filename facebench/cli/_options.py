@@ -14,6 +14,16 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Once(argparse.Action):
+    """Stores an option's values; the option given a second time is an error (for options of
+    several values that together make one setting, such as ``--size H W``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
 def add_progress_option(parser) -> None:
     """``--no-progress``, for commands that draw progress bars."""
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

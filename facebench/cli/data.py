@@ -18,6 +18,7 @@ SKIP_BAD_HELP = (
 
 def register(subparsers) -> None:
     """Add `data` and its subcommands."""
+    from facebench.cli import _types as t
     from facebench.cli._options import DefaultsHelpFormatter, add_progress_option
 
     parser = subparsers.add_parser(
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
         "of a pack (directory or .rec) or a verification .bin.",
     )
     info.add_argument("path", help="pack directory, .rec file or .bin file")
-    info.add_argument("--samples", type=int, default=3, help="images to decode (default 3)")
+    info.add_argument("--samples", type=t.COUNT, default=3, help="images to decode (default 3)")
     info.set_defaults(handler=_info)
 
     from_folder = sub.add_parser(
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
         "(InsightFace layout, images stored byte for byte) and classes.txt.",
     )
     from_folder.add_argument("folder", help="root of <identity>/<image> sub-folders")
-    from_folder.add_argument("--out", required=True, help="new pack directory")
+    from_folder.add_argument("--out", type=t.path, required=True, help="new pack directory")
     add_progress_option(from_folder)
     from_folder.set_defaults(handler=_from_folder)
 
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
         description="Write every image of a pack to OUT/<identity>/<key>.jpg (bytes unchanged).",
     )
     to_folder.add_argument("pack", help="pack directory or .rec file")
-    to_folder.add_argument("--out", required=True, help="new folder")
+    to_folder.add_argument("--out", type=t.path, required=True, help="new folder")
     add_progress_option(to_folder)
     to_folder.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     to_folder.set_defaults(handler=_to_folder)
@@ -66,7 +67,7 @@ def register(subparsers) -> None:
         description="Write a bin as OUT/NNNNN_0.jpg, NNNNN_1.jpg per pair and OUT/issame.txt.",
     )
     bin_to_folder.add_argument("bin", help="verification .bin file")
-    bin_to_folder.add_argument("--out", required=True, help="new folder")
+    bin_to_folder.add_argument("--out", type=t.path, required=True, help="new folder")
     add_progress_option(bin_to_folder)
     bin_to_folder.add_argument("--skip-bad", action="store_true", help=SKIP_BAD_HELP)
     bin_to_folder.set_defaults(handler=_bin_to_folder)
@@ -77,7 +78,7 @@ def register(subparsers) -> None:
         description="Inverse of bin-to-folder: NNNNN_0/NNNNN_1 images + issame.txt -> .bin.",
     )
     folder_to_bin.add_argument("folder", help="folder written by bin-to-folder (or alike)")
-    folder_to_bin.add_argument("--out", required=True, help="output .bin file")
+    folder_to_bin.add_argument("--out", type=t.path, required=True, help="output .bin file")
     add_progress_option(folder_to_bin)
     folder_to_bin.set_defaults(handler=_folder_to_bin)
 
@@ -90,38 +91,45 @@ def register(subparsers) -> None:
         "half same / half different). Deterministic for a seed.",
         formatter_class=DefaultsHelpFormatter,
     )
-    synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--identities", type=int, default=100, help="training identities")
+    synth.add_argument("--out", type=t.path, required=True, help="output directory")
+    synth.add_argument("--identities", type=t.POSITIVE, default=100, help="training identities")
     synth.add_argument(
-        "--images-per-identity", type=int, default=20, help="training images per identity"
+        "--images-per-identity", type=t.POSITIVE, default=20, help="training images per identity"
     )
     synth.add_argument(
         "--test-images-per-identity",
-        type=int,
+        type=t.COUNT,
         default=4,
         help="held-out images per training identity in test.rec (0: no test pack)",
     )
     synth.add_argument(
-        "--val-identities", type=int, default=100, help="held-out identities for the bins"
+        "--val-identities", type=t.POSITIVE, default=100, help="held-out identities for the bins"
     )
     synth.add_argument(
-        "--val-images-per-identity", type=int, default=6, help="images per held-out identity"
+        "--val-images-per-identity", type=t.POSITIVE, default=6, help="images per held-out identity"
     )
-    synth.add_argument("--pairs", type=int, default=600, help="pairs per bin (multiple of 20)")
+    synth.add_argument(
+        "--pairs", type=t.POSITIVE, default=600, help="pairs per bin (multiple of 20)"
+    )
     synth.add_argument(
         "--difficulty",
-        type=float,
+        type=t.DIFFICULTY,
         default=1.0,
         help="scale of pose/light/blur/noise/occlusion variation (0: none)",
     )
     synth.add_argument(
-        "--hard-difficulty", type=float, default=1.5, help="difficulty of synth_hard.bin"
+        "--hard-difficulty", type=t.DIFFICULTY, default=1.5, help="difficulty of synth_hard.bin"
     )
-    synth.add_argument("--image-size", type=int, default=112, help="square image size")
-    synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument(
+        "--image-size",
+        type=t.integer(32, t.MAX_IMAGE_SIZE),
+        default=112,
+        help=f"square image size (32 to {t.MAX_IMAGE_SIZE})",
+    )
+    synth.add_argument("--seed", type=t.SEED, default=0, help="random seed")
     synth.add_argument(
         "--workers",
-        type=int,
+        type=t.WORKERS,
         default=min(2, os.cpu_count() or 1),
         help="processes that draw images (output does not depend on it)",
     )

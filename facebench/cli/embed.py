@@ -15,6 +15,7 @@ embeds a contiguous shard; rank 0 writes the same OUT.npy as one process would).
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._model_args import add_model_arguments
     from facebench.cli._options import add_progress_option
 
@@ -30,7 +31,9 @@ def register(subparsers) -> None:
     src.add_argument("--bin", help="verification bin (lfw.bin, ...): 2P images in pair order")
     src.add_argument("--folder", help="image folder (root/<identity>/<image> or flat)")
     src.add_argument("--list", help="text file: one image path per line, optional identity")
-    p.add_argument("--out", required=True, help="output .npy (the sidecar goes beside it)")
+    p.add_argument(
+        "--out", type=t.path, required=True, help="output .npy (the sidecar goes beside it)"
+    )
     p.add_argument(
         "--flip-sum",
         action=argparse.BooleanOptionalAction,

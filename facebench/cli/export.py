@@ -14,6 +14,8 @@ difference is printed, and above --tolerance nothing is written."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
+
     p = subparsers.add_parser(
         "export",
         help="model.pt -> ONNX (dynamic batch), checked against PyTorch",
@@ -21,15 +23,22 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, help="facebench model artifact (model.pt)")
-    p.add_argument("--onnx", required=True, help="output ONNX file")
+    p.add_argument("--onnx", type=t.path, required=True, help="output ONNX file")
     check = p.add_mutually_exclusive_group()
     check.add_argument("--pack", help="check on the first images of this pack")
     check.add_argument("--bin", help="check on the first images of this verification bin")
-    p.add_argument("--check-images", type=int, default=16, help="how many images to check on")
     p.add_argument(
-        "--tolerance", type=float, default=1e-4, help="largest allowed float32 difference"
+        "--check-images", type=t.POSITIVE, default=16, help="how many images to check on"
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument(
+        "--tolerance", type=t.real(0.0), default=1e-4, help="largest allowed float32 difference"
+    )
+    p.add_argument(
+        "--opset",
+        type=t.integer(t.MIN_OPSET, t.MAX_OPSET),
+        default=17,
+        help=f"ONNX opset version ({t.MIN_OPSET} to {t.MAX_OPSET})",
+    )
     p.set_defaults(handler=run)
 
 

@@ -14,6 +14,7 @@ Writes OUT/identification.json."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._faiss_args import add_faiss_device_arguments
 
     p = subparsers.add_parser(
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--distractors", action="append", help="distractor .npy (repeatable)")
     p.add_argument("--factory", default="Flat", help="faiss factory string (Flat, IVF1024,Flat)")
     p.add_argument("--search-params", help="faiss search parameters, e.g. nprobe=16")
-    p.add_argument("--out", required=True, help="output directory for identification.json")
+    p.add_argument(
+        "--out", type=t.path, required=True, help="output directory for identification.json"
+    )
     add_faiss_device_arguments(p)
     p.set_defaults(handler=run)
 

@@ -17,6 +17,7 @@ a contiguous shard of the images; rank 0 writes the report)."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._model_args import add_model_arguments
     from facebench.cli._options import add_progress_option
 
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--root", required=True, help="IJB folder holding meta/ and loose_crop/")
     p.add_argument("--dataset", default="ijbc", choices=("ijbc", "ijbb"), help="file prefix")
-    p.add_argument("--out", required=True, help="output directory for <dataset>.json")
+    p.add_argument("--out", type=t.path, required=True, help="output directory for <dataset>.json")
     p.add_argument("--no-1n", action="store_true", help="skip 1:N even when its lists exist")
     add_progress_option(p)
     p.set_defaults(handler=run)

@@ -16,6 +16,7 @@ from disk when searching, so the gallery need not fit in memory."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._faiss_args import add_faiss_device_arguments
     from facebench.cli._options import DefaultsHelpFormatter
 
@@ -36,13 +37,17 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     build.add_argument(
-        "--embeddings", required=True, nargs="+", help="gallery embeddings .npy file(s)"
+        "--embeddings",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="gallery embeddings .npy file(s)",
     )
     build.add_argument("--sidecar", help="sidecar JSON of a single .npy (default: beside it)")
-    build.add_argument("--out", required=True, help="gallery index file to write")
+    build.add_argument("--out", type=t.path, required=True, help="gallery index file to write")
     build.add_argument("--factory", default="Flat", help="faiss index factory string")
     build.add_argument(
-        "--train-rows", type=int, help="rows sampled to train IVF/PQ (default: 64 per list)"
+        "--train-rows", type=t.POSITIVE, help="rows sampled to train IVF/PQ (default: 64 per list)"
     )
     build.add_argument(
         "--on-disk", action="store_true", help="IVF: keep the inverted lists in OUT.ivfdata"
@@ -57,8 +62,12 @@ def register(subparsers) -> None:
         "an on-disk gallery's lists file) is replaced with the larger gallery. Embeddings must "
         "have the gallery's dimension.",
     )
-    add.add_argument("--index", required=True, help="gallery index file (rewritten in place)")
-    add.add_argument("--embeddings", required=True, nargs="+", help="embeddings .npy file(s)")
+    add.add_argument(
+        "--index", type=t.path, required=True, help="gallery index file (rewritten in place)"
+    )
+    add.add_argument(
+        "--embeddings", required=True, nargs="+", action="extend", help="embeddings .npy file(s)"
+    )
     add.add_argument("--sidecar", help="sidecar JSON of a single .npy (default: beside it)")
     add.set_defaults(handler=run_add)
 

@@ -13,6 +13,8 @@ directory (its reports/ folder is read), a folder of JSON reports, or one JSON f
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
+
     p = subparsers.add_parser(
         "report",
         help="Markdown + PNG report from JSON reports (several runs side by side)",
@@ -20,7 +22,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directory or report folder")
-    p.add_argument("--out", required=True, help="output directory for report.md and figures/")
+    p.add_argument(
+        "--out", type=t.path, required=True, help="output directory for report.md and figures/"
+    )
     p.add_argument(
         "--name", action="append", help="label of each run, in order (default: directory names)"
     )

@@ -16,6 +16,7 @@ that FPIR. Results go to a .json or .csv file."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._faiss_args import add_faiss_device_arguments
 
     p = subparsers.add_parser(
@@ -28,19 +29,19 @@ def register(subparsers) -> None:
     p.add_argument("--embeddings", required=True, help="probe embeddings .npy")
     p.add_argument("--sidecar", help="probe sidecar JSON (default: beside the .npy)")
     thr = p.add_mutually_exclusive_group(required=True)
-    thr.add_argument("--threshold", type=float, help="global cosine threshold")
+    thr.add_argument("--threshold", type=t.COSINE, help="global cosine threshold")
     thr.add_argument("--threshold-from", help="verify, ijb or identification report JSON")
     p.add_argument(
-        "--far", type=float, help="with --threshold-from: the threshold at this FAR (FPIR)"
+        "--far", type=t.RATE, help="with --threshold-from: the threshold at this FAR (FPIR)"
     )
-    p.add_argument("--top-k", type=int, default=5, help="identities listed per probe")
+    p.add_argument("--top-k", type=t.POSITIVE, default=5, help="identities listed per probe")
     p.add_argument(
         "--per-image",
         action="store_true",
         help="list the top-k gallery images instead (one identity may fill several ranks)",
     )
     p.add_argument("--search-params", help="faiss parameters, e.g. nprobe=32 or efSearch=128")
-    p.add_argument("--out", required=True, help="results file (.json or .csv)")
+    p.add_argument("--out", type=t.path, required=True, help="results file (.json or .csv)")
     add_faiss_device_arguments(p)
     p.set_defaults(handler=run)
 

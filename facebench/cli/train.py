@@ -12,6 +12,7 @@ The run directory gets recipe.yaml, log.jsonl, tb/, checkpoints/, reports/ and m
 
 
 def register(subparsers) -> None:
+    from facebench.cli import _types as t
     from facebench.cli._options import add_progress_option
 
     parser = subparsers.add_parser(
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
         help="override a recipe key (YAML value), e.g. --set optim.lr=0.05; repeatable",
     )
     parser.add_argument("--data", help="data root for the recipe's relative paths")
-    parser.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    parser.add_argument("--out", type=t.path, help="run directory (default: runs/<recipe name>)")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --out"
     )

@@ -14,6 +14,7 @@ embeds a contiguous shard of the pack; rank 0 writes the report)."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._options import add_progress_option
 
     p = subparsers.add_parser(
@@ -24,9 +25,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="facebench model.pt that stores its head")
     p.add_argument("--pack", required=True, help="pack directory (or .rec) of training identities")
-    p.add_argument("--out", required=True, help="output directory for uniform.json")
+    p.add_argument("--out", type=t.path, required=True, help="output directory for uniform.json")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--batch-size", type=t.POSITIVE, default=64, help="images per forward pass")
     p.add_argument(
         "--flip-sum",
         action="store_true",

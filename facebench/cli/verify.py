@@ -14,6 +14,7 @@ rank embeds a contiguous shard of every bin; rank 0 scores and writes the report
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._model_args import add_model_arguments
     from facebench.cli._options import add_progress_option
 
@@ -30,9 +31,11 @@ def register(subparsers) -> None:
         help="precomputed (2P, d) .npy in the bin's image order, one per --bin (not with --model)",
     )
     p.add_argument("--bin", action="append", required=True, help="verification bin (repeatable)")
-    p.add_argument("--out", required=True, help="output directory for the JSON reports")
     p.add_argument(
-        "--target-far", type=float, default=1e-3, help="FAR of the transfer table's threshold"
+        "--out", type=t.path, required=True, help="output directory for the JSON reports"
+    )
+    p.add_argument(
+        "--target-far", type=t.RATE, default=1e-3, help="FAR of the transfer table's threshold"
     )
     p.add_argument("--name", help="model name written into the reports")
     add_progress_option(p)

@@ -14,7 +14,7 @@ from facebench.data.images import decode_image, hflip, read_bytes, read_image
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.data.skipping import BadItems
 from facebench.errors import DataError
-from facebench.fileio import atomic_dir
+from facebench.fileio import atomic_dir, check_file_name
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: written beside a pack made from a folder: one identity folder name per line, in label order
@@ -22,10 +22,15 @@ CLASS_NAMES_FILE = "classes.txt"
 
 
 def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names (sorted sub-folders) and ``(path, label)`` of every image, in sorted order."""
+    """Class names (sorted sub-folders) and ``(path, label)`` of every image, in sorted order;
+    a folder name that is no safe identity name (see :func:`check_file_name`) is an error."""
     if not os.path.isdir(root):
         raise DataError(f"{root}: image folder does not exist")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(
+        check_file_name(e.name, root)
+        for e in os.scandir(root)
+        if e.is_dir() and not e.name.startswith(".")
+    )
     samples = []
     for label, name in enumerate(classes):
         directory = os.path.join(root, name)
@@ -83,7 +88,7 @@ def folder_to_pack(root: str, out_dir: str, progress: bool = True) -> tuple[int,
 
     with atomic_dir(out_dir) as tmp_dir:
         counts = write_face_pack(tmp_dir, checked(), read_image(samples[0][0]).shape[:2])
-        with open(os.path.join(tmp_dir, CLASS_NAMES_FILE), "w") as f:
+        with open(os.path.join(tmp_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
             f.writelines(f"{name}\n" for name in classes)
     return counts
 
@@ -123,11 +128,24 @@ def pack_to_folder(
 
 
 def _class_names(directory: str) -> list[str] | None:
+    """The identity names of ``classes.txt`` in ``directory`` (None when there is none), each a
+    safe folder name and none twice; else DataError naming the file."""
     path = os.path.join(directory, CLASS_NAMES_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return [line.rstrip("\n") for line in f]
+    try:
+        with open(path, encoding="utf-8", newline="\n") as f:
+            names = [check_file_name(line.rstrip("\n").removesuffix("\r"), path) for line in f]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    seen = set()
+    for line, name in enumerate(names, 1):
+        if name in seen:
+            raise DataError(f"{path}: line {line}: identity {name!r} is named twice")
+        seen.add(name)
+    return names
 
 
 def image_extension(data: bytes) -> str:
