@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from facebench.heads.params import POSITIVE, RATIO, allowed
 from facebench.heads.registry import register_head
 from facebench.heads.softmax import SoftmaxFamilyHead
 
@@ -21,6 +22,7 @@ class AdaFaceHead(SoftmaxFamilyHead):
     (μ ← (1 − α) μ + α mean, α = ``momentum``; from 20 and 100 as the paper's code)."""
 
     params = ("scale", "margin", "h", "momentum", "sample_ratio")
+    ranges = allowed(h=POSITIVE, momentum=RATIO)
     margin = 0.4
     h = 0.333
     momentum = 0.01

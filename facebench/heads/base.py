@@ -23,10 +23,13 @@ from facebench.heads.distributed import (
 )
 from facebench.heads.margins import MARGINS, MIN_MARGIN
 from facebench.heads.params import (
-    FLAGS,
-    check_choice,
-    check_flag,
-    check_number,
+    FINITE,
+    FLAG,
+    NON_NEGATIVE,
+    POSITIVE,
+    RATIO,
+    allowed,
+    check_param,
     check_size,
     fail,
 )
@@ -55,15 +58,26 @@ class ClassifierHead(nn.Module):
     """A classifier over K classes whose loss subclasses define from margin-adjusted logits.
 
     Subclasses declare what differs as class attributes: ``bias_mode``, ``normalized``, the
-    defaults of ``scale``, ``margin`` and ``margin_type`` (a key of ``margins.MARGINS``), and
+    defaults of ``scale``, ``margin`` and ``margin_type`` (a key of ``margins.MARGINS``),
     ``params``, the recipe parameters they accept (each defaults to the class attribute of that
-    name). Rank i of ``process_group`` holds the rows of a contiguous class slice (all K without a
-    group). Scores are s_k = γ cos θ_k − b_k (normalized) or w_k·x − b_k (linear, γ = 1);
+    name), and ``ranges``, the values each new parameter allows (merged with their bases'). Rank
+    i of ``process_group`` holds the rows of a contiguous class slice (all K without a group).
+    Scores are s_k = γ cos θ_k − b_k (normalized) or w_k·x − b_k (linear, γ = 1);
     ``bias_init=None`` means log(10 K).
     """
 
     name = "head"  # set by @register_head
     params: tuple[str, ...] = ("sample_ratio",)
+    #: what each parameter allows (``params.check_param``); a subclass lists only its new ones
+    ranges = allowed(
+        normalized=FLAG,
+        bias_weight_decay=FLAG,
+        margin_type=tuple(MARGINS),
+        scale=POSITIVE,
+        margin=NON_NEGATIVE,
+        bias_init=FINITE,
+        sample_ratio=RATIO,
+    )
     bias_mode = "none"
     normalized = True
     scale = DEFAULT_SCALE
@@ -74,6 +88,19 @@ class ClassifierHead(nn.Module):
     sample_ratio = 1.0
     #: running statistics ((buffer name, initial value), ...), saved in ``full_state_dict``
     running_stats: tuple[tuple[str, float], ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        """Merge ``ranges`` along the bases; a parameter without an entry is refused here."""
+        super().__init_subclass__(**kwargs)
+        merged = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("ranges", {}))
+        cls.ranges = allowed(**merged)
+        missing = [key for key in cls.params if key not in merged]
+        if missing:
+            raise TypeError(
+                f"{cls.__qualname__}: parameters {', '.join(missing)} have no entry in ranges"
+            )
 
     def __init__(self, embedding_size: int, num_classes: int, *, process_group=None, **params):
         super().__init__()
@@ -110,13 +137,8 @@ class ClassifierHead(nn.Module):
         subclasses add checks that involve several parameters."""
         for key in self.params:
             value = getattr(self, key)
-            if key in FLAGS:
-                value = check_flag(self.name, key, value)
-            elif key == "margin_type":
-                value = check_choice(self.name, key, value, tuple(MARGINS))
-            elif not (key == "bias_init" and value is None):
-                value = check_number(self.name, key, value)
-            setattr(self, key, value)
+            if not (key == "bias_init" and value is None):  # None: log(10 K)
+                setattr(self, key, check_param(self.name, key, value, self.ranges[key]))
         if not self.normalized:
             if "scale" in given:
                 raise fail(

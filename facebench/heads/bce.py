@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from facebench.heads.base import ClassifierHead
 from facebench.heads.distributed import sum_of_shares
+from facebench.heads.params import POSITIVE, allowed
 from facebench.heads.registry import register_head
 
 
@@ -26,6 +27,7 @@ class BCEHead(ClassifierHead):
         "bias_weight_decay",
         "sample_ratio",
     )
+    ranges = allowed(neg_weight=POSITIVE)
     bias_weight_decay = True
     neg_weight = 1.0
 

@@ -8,6 +8,7 @@ import torch
 
 from facebench.heads.distributed import sum_of_shares
 from facebench.heads.margins import sine
+from facebench.heads.params import RATIO, allowed
 from facebench.heads.registry import register_head
 from facebench.heads.softmax import SoftmaxFamilyHead
 
@@ -20,6 +21,7 @@ class CurricularFaceHead(SoftmaxFamilyHead):
     training before it is used."""
 
     params = ("scale", "margin", "momentum", "sample_ratio")
+    ranges = allowed(momentum=RATIO)
     margin = 0.5
     margin_type = "angular"
     momentum = 0.01

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from facebench.heads.params import fail
+from facebench.heads.params import NON_NEGATIVE, POSITIVE, allowed, fail
 from facebench.heads.registry import register_head
 from facebench.heads.softmax import SoftmaxFamilyHead
 
@@ -16,6 +16,9 @@ class MagFaceHead(SoftmaxFamilyHead):
     plus λ_g · mean over the batch of g(a) = 1/a + a/u_a²."""
 
     params = ("scale", "l_a", "u_a", "l_m", "u_m", "lambda_g", "sample_ratio")
+    ranges = allowed(
+        l_a=POSITIVE, u_a=POSITIVE, l_m=NON_NEGATIVE, u_m=NON_NEGATIVE, lambda_g=NON_NEGATIVE
+    )
     margin_type = "angular"
     l_a = 10.0
     u_a = 110.0

@@ -1,12 +1,15 @@
-"""Head parameters: what each recipe key means everywhere and the values it allows.
+"""Head parameters: the kinds of allowed values a head declares in its ``ranges``, and the checks.
 
-Every check raises one ConfigError line naming the head, the parameter and its allowed range.
+A ``ranges`` entry is an :class:`Interval` (a number), ``FLAG`` (true or false) or a tuple of
+allowed strings. Every check raises one ConfigError line naming the head, the parameter and what
+it allows.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from facebench.errors import ConfigError
 
@@ -39,25 +42,12 @@ FINITE = Interval()
 OPEN_UNIT = Interval(0, 1, low_open=True, high_open=True)
 RATIO = Interval(0, 1, low_open=True)  # (0, 1]
 
-#: The numeric recipe parameters of all heads and their allowed values.
-RANGES: dict[str, Interval] = {
-    "scale": POSITIVE,
-    "margin": NON_NEGATIVE,
-    "neg_weight": POSITIVE,
-    "pos_weight": OPEN_UNIT,
-    "sample_ratio": RATIO,
-    "bias_init": FINITE,
-    "t": Interval(1, None),
-    "loss_weight": POSITIVE,
-    "h": POSITIVE,
-    "momentum": RATIO,
-    "l_a": POSITIVE,
-    "u_a": POSITIVE,
-    "l_m": NON_NEGATIVE,
-    "u_m": NON_NEGATIVE,
-    "lambda_g": NON_NEGATIVE,
-}
-FLAGS = ("normalized", "bias_weight_decay")
+FLAG = bool  # a ``ranges`` entry: the parameter is true or false
+
+
+def allowed(**entries) -> MappingProxyType:
+    """A head's ``ranges``, read-only: ``ranges = allowed(h=POSITIVE, momentum=RATIO)``."""
+    return MappingProxyType(entries)
 
 
 def fail(head: str, message: str) -> ConfigError:
@@ -65,14 +55,22 @@ def fail(head: str, message: str) -> ConfigError:
     return ConfigError(f"head {head!r}: {message}")
 
 
-def check_number(head: str, key: str, value, interval: Interval | None = None) -> float:
-    """``value`` as a float inside ``interval`` (default: the parameter's entry in RANGES)."""
-    interval = RANGES[key] if interval is None else interval
+def check_param(head: str, key: str, value, allowed: Interval | type | tuple):
+    """``value`` checked against its ``ranges`` entry ``allowed``: a float, a bool or a choice."""
+    if allowed is FLAG:
+        return check_flag(head, key, value)
+    if isinstance(allowed, tuple):
+        return check_choice(head, key, value, allowed)
+    return check_number(head, key, value, allowed)
+
+
+def check_number(head: str, key: str, value, interval: Interval) -> float:
+    """``value`` as a float inside ``interval``."""
     if isinstance(value, bool):
         raise fail(head, f"parameter {key}={value!r} is not a number (allowed: {interval})")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise fail(
             head, f"parameter {key}={value!r} is not a number (allowed: {interval})"
         ) from None

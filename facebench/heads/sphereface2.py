@@ -10,7 +10,7 @@ import torch
 
 from facebench.heads.base import DecisionThreshold
 from facebench.heads.bce import BCEHead
-from facebench.heads.params import fail
+from facebench.heads.params import OPEN_UNIT, POSITIVE, Interval, allowed, fail
 from facebench.heads.registry import register_head
 
 #: the margin each type starts from when ``margin`` is not given (M: our choice, see docs/heads.md)
@@ -51,6 +51,7 @@ class SphereFace2Head(BCEHead):
         "bias_weight_decay",
         "sample_ratio",
     )
+    ranges = allowed(pos_weight=OPEN_UNIT, t=Interval(1, None), loss_weight=POSITIVE)
     bias_mode = "unified"
     scale = 40.0
     margin = None  # DEFAULT_MARGINS[margin_type]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import torch
 
+import facebench.heads
 from facebench.errors import ConfigError
 from facebench.heads import HEADS, build_head, head_parameters, register_head
 from facebench.heads.bce import BCEHead
+from facebench.heads.params import POSITIVE, allowed
 
 
 @pytest.fixture
@@ -61,3 +66,34 @@ def test_margin_type_is_a_parameter_of_the_bce_heads():
     # cos(θ + m) inside (0, π − m), cos θ − m sin m past it, as ArcFace
     expected = torch.stack([torch.cos(torch.acos(cosine[0]) + 0.5), cosine[1] - 0.5 * 0.4794])
     torch.testing.assert_close(head.margin_fn(cosine, head.margin), expected, atol=1e-4, rtol=0)
+
+
+def test_a_new_parameter_brings_its_range_on_the_class():
+    with pytest.raises(TypeError, match="parameters gamma have no entry in ranges"):
+
+        class Unranged(BCEHead):
+            params = (*BCEHead.params, "gamma")
+
+    class Ranged(BCEHead):
+        params = (*BCEHead.params, "gamma")
+        ranges = allowed(gamma=POSITIVE)
+        gamma = 1.0
+
+    assert Ranged.ranges["gamma"] is POSITIVE and Ranged.ranges["neg_weight"] is POSITIVE
+    with pytest.raises(ConfigError, match=r"gamma=-1 is outside the allowed range \(0, inf\)"):
+        Ranged(4, 5, gamma=-1)
+
+
+def test_every_module_of_the_package_registers_its_heads():
+    """A head file dropped into facebench/heads/ is registered by importing the package."""
+    declared = set()
+    for path in Path(facebench.heads.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                for decorator in node.decorator_list:
+                    if (
+                        isinstance(decorator, ast.Call)
+                        and getattr(decorator.func, "id", None) == "register_head"
+                    ):
+                        declared.add(decorator.args[0].value)
+    assert declared and declared == set(HEADS)
