@@ -24,22 +24,21 @@ Runs are resumable (one result file per run under --out) and train on one thread
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from facebench.data.synthetic import write_open_set_bin
+from facebench import schema
+from facebench.data.synthetic import SynthConfig, write_open_set_bin
 from facebench.fileio import write_json
 from facebench.quickstart import (
     HEADS,
     SIZES,
+    THREADS_PER_HEAD,
     default_recipes_dir,
     ensure_synthetic_data,
-    map_in_processes,
-    train_with_plateau_report,
 )
+from facebench.runs import choose, map_runs, reproducible_threads, stored_result, train_to_plateau
 from facebench.study.runs import LR_DROPS
 
 LEARNING_RATES = (0.001, 0.003)
@@ -61,9 +60,8 @@ def run_key(head: str, setting: dict) -> str:
     return head + "".join(f"_{k.rsplit('.', 1)[-1]}{v:g}" for k, v in setting.items())
 
 
-def tune_bin(out: Path, data: Path) -> Path:
-    """``out/synth_tune.bin``: the quickstart's synthetic config, the next 100 identities."""
-    cfg = SIZES["default"].synth
+def tune_bin(out: Path, data: Path, cfg: SynthConfig) -> Path:
+    """``out/synth_tune.bin``: the quickstart's synthetic ``cfg``, the next identities."""
     path = out / TUNE_BIN
     if not path.exists():
         first = cfg.identities + cfg.val_identities
@@ -74,43 +72,46 @@ def tune_bin(out: Path, data: Path) -> Path:
 
 
 def one_run(task: tuple) -> dict:
-    """Train one grid point (in a worker process) and store its result file."""
-    head, setting, run_dir, data, bin_path, epochs = task
-    result_file = run_dir.parent / f"{run_dir.name}.json"
-    if result_file.exists():
-        return json.loads(result_file.read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again
+    """One grid point's result file (trained in a worker process unless it exists)."""
+    run_dir = task[2]
+    return stored_result(run_dir.parent / f"{run_dir.name}.json", run_dir, lambda: _train(task))
+
+
+def _train(task: tuple) -> dict:
+    head, setting, run_dir, data, bin_path, epochs, size_overrides = task
     started, cpu = time.perf_counter(), time.process_time()
-    overrides = [f"data.train={data.name}", f"eval.bins=[{bin_path}]"]
+    overrides = [f"data.train={data.name}", *size_overrides, f"eval.bins=[{bin_path}]"]
     if epochs:  # shortened: the same LR tail, at the same fractions of training
         milestones = ",".join(f"{epochs * fraction:g}" for fraction in LR_DROPS)
         overrides += [f"train.epochs={epochs}", f"schedule.milestones=[{milestones}]"]
     overrides += [f"{k}={v}" for k, v in setting.items()]
     recipe = default_recipes_dir() / "synth" / f"{head}.yaml"
-    training = train_with_plateau_report(recipe, run_dir, data.parent, overrides, "cpu")
-    score = training["metrics"][bin_path.stem]
-    result = {
+    with reproducible_threads(THREADS_PER_HEAD):
+        trained, training = train_to_plateau(recipe, run_dir, data.parent, overrides)
+    plateau = training[schema.PLATEAU]
+    return {
         "head": head,
         "setting": setting,
-        "epochs": len(training["epoch_losses"]),
-        "accuracy_10fold_mean": score["accuracy_10fold_mean"],
-        "accuracy_10fold_std": score["accuracy_10fold_std"],
-        "global_accuracy": score["global_accuracy"],
-        "converged": training["plateau"]["converged"],
-        "last_epoch_change": training["plateau"]["relative_change"],
-        "epoch_losses": training["epoch_losses"],
+        "epochs": len(training[schema.EPOCH_LOSSES]),
+        **trained.metrics[bin_path.stem],  # the verification headline (schema.headline)
+        schema.CONVERGED: plateau[schema.CONVERGED],
+        "last_epoch_change": plateau[schema.RELATIVE_CHANGE],
+        schema.EPOCH_LOSSES: training[schema.EPOCH_LOSSES],
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
     }
-    write_json(str(result_file), result)
-    return result
 
 
-def choose(results: list[dict], require_plateau: bool = True) -> dict:
-    """The selection rule of the module docstring."""
-    pool = [r for r in results if r["converged"] or not require_plateau] or results
-    best = max(pool, key=lambda r: r["accuracy_10fold_mean"])  # max keeps the first of ties
-    return {**best, "chosen_among_converged": bool(best["converged"])}
+def choose_setting(results: list[dict], require_plateau: bool = True) -> dict:
+    """The selection rule of the module docstring (:func:`facebench.runs.choose`)."""
+    best = results[
+        choose(
+            [r[schema.ACCURACY_10FOLD_MEAN] for r in results],
+            [r[schema.CONVERGED] for r in results],
+            require_plateau,
+        )
+    ]
+    return {**best, "chosen_among_converged": bool(best[schema.CONVERGED])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,33 +121,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", nargs="+", default=list(HEADS))
     parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each")
     parser.add_argument("--epochs", type=int, help="epochs per run (default: the recipes')")
+    parser.add_argument(
+        "--size", choices=sorted(SIZES), default="default", help="the quickstart size tuned for"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    size = SIZES["default"]
+    size = SIZES[args.size]
     data = ensure_synthetic_data(Path(args.data).absolute() / size.folder, size.synth)
-    bin_path = tune_bin(out, data)
+    bin_path = tune_bin(out, data, size.synth)
     settings = {head: grid(head) for head in args.heads}
     # round-robin over heads, so an interrupted tuning has spent the same budget on each
     tasks = [
-        (head, s[i], out / "runs" / run_key(head, s[i]), data, bin_path, args.epochs)
+        (
+            head,
+            s[i],
+            out / "runs" / run_key(head, s[i]),
+            data,
+            bin_path,
+            args.epochs,
+            size.overrides,
+        )
         for i in range(max(len(g) for g in settings.values()))
         for head, s in settings.items()
         if i < len(s)
     ]
-    results = map_in_processes(one_run, tasks, args.workers)
+    results = map_runs(one_run, tasks, args.workers, THREADS_PER_HEAD)
     shortened = args.epochs is not None
     chosen = {
-        head: choose([r for r in results if r["head"] == head], not shortened)
+        head: choose_setting([r for r in results if r["head"] == head], not shortened)
         for head in args.heads
     }
     summary = {
         "grid": {"learning_rates": LEARNING_RATES, "scales": SCALES},
         "epochs": args.epochs,
         "softmax_learning_rates": SOFTMAX_LEARNING_RATES,
-        "rule": "highest 10-fold accuracy on synth_tune.bin"
+        schema.RULE: "highest 10-fold accuracy on synth_tune.bin"
         + (" (shortened runs: all of them)" if shortened else " among runs on a loss plateau"),
         "runs": results,
         "chosen": chosen,
@@ -159,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         mark = " **chosen**" if chosen[r["head"]]["setting"] == r["setting"] else ""
         change = r["last_epoch_change"]
+        mean, std = r[schema.ACCURACY_10FOLD_MEAN], r[schema.ACCURACY_10FOLD_STD]
         setting = ", ".join(f"{k.rsplit('.', 1)[-1]} {v:g}" for k, v in r["setting"].items())
         print(
-            f"| {r['head']} | {setting}{mark} | {100 * r['accuracy_10fold_mean']:.2f} ± "
-            f"{100 * r['accuracy_10fold_std']:.2f} | {100 * r['global_accuracy']:.2f} | "
-            f"{'yes' if r['converged'] else 'no'} ({100 * (change or 0):+.2f}%) | "
+            f"| {r['head']} | {setting}{mark} | {100 * mean:.2f} ± {100 * std:.2f} | "
+            f"{100 * r[schema.GLOBAL_ACCURACY]:.2f} | "
+            f"{'yes' if r[schema.CONVERGED] else 'no'} ({100 * (change or 0):+.2f}%) | "
             f"{r['cpu_seconds']:.0f} |"
         )
     print(f"tuning: {out / 'tuning.json'} ({summary['seconds_this_call']:.0f} s this call)")

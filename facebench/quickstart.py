@@ -14,21 +14,20 @@ run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from facebench import schema
 from facebench.data.synthetic import SynthConfig
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_dir, check_output_dir, write_json
+from facebench.runs import map_runs, reproducible_threads, train_to_plateau
 
 log = logging.getLogger(__name__)
 
@@ -178,57 +177,6 @@ def evaluate_run(
     write_json(str(reports / "identification.json"), identification)
 
 
-@contextlib.contextmanager
-def reproducible_threads(threads: int = THREADS_PER_HEAD):
-    """Fixed intra-op threads (torch, faiss) and deterministic torch algorithms, then restored."""
-    import faiss
-    import torch
-
-    saved = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    saved_faiss = faiss.omp_get_max_threads()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    faiss.omp_set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1])
-        faiss.omp_set_num_threads(saved_faiss)
-
-
-def train_with_plateau_report(
-    recipe: Path, run_dir: Path, data_root: Path, overrides: list[str], device: str
-) -> dict:
-    """Train ``recipe`` into ``run_dir`` reproducibly; write and return ``reports/training.json``
-    (epoch-mean losses and the plateau verdict of :mod:`facebench.train.convergence`) with the
-    run's last verification ``metrics``."""
-    from facebench.train import train
-    from facebench.train.convergence import training_converged
-
-    with reproducible_threads():
-        result = train(
-            recipe,
-            run_dir,
-            data_root=data_root,
-            device=device,
-            overrides=overrides,
-            progress=False,
-        )
-    plateau = training_converged(result)
-    report = {
-        "kind": "training",
-        "recipe": str(recipe.name),
-        "steps": result.steps,
-        "steps_per_epoch": result.steps_per_epoch,
-        "threads": THREADS_PER_HEAD,
-        "epoch_losses": plateau.pop("epoch_losses"),
-        "plateau": plateau,
-    }
-    write_json(str(run_dir / "reports" / "training.json"), report)
-    return {**report, "metrics": result.metrics}
-
-
 @dataclass(frozen=True)
 class HeadRun:
     """One head of the quickstart: what to train, where, and on what."""
@@ -243,40 +191,23 @@ class HeadRun:
 
 
 def train_and_evaluate(run: HeadRun) -> dict:
-    """Train one head (:func:`train_with_plateau_report`) and write its evaluation reports;
-    return its plateau verdict and timings (run in a worker process)."""
+    """Train one head to its plateau verdict (:func:`facebench.runs.train_to_plateau`) and
+    write its evaluation reports, reproducibly; return the verdict and timings (run in a worker
+    process)."""
     started, cpu = time.perf_counter(), time.process_time()
     overrides = [f"data.train={run.data.name}", *run.overrides, "eval.bins=[]"]
-    training = train_with_plateau_report(
-        run.recipe, run.run_dir, run.data.parent, overrides, run.device
-    )
-    with reproducible_threads():
+    with reproducible_threads(THREADS_PER_HEAD):
+        _, training = train_to_plateau(
+            run.recipe, run.run_dir, run.data.parent, overrides, run.device
+        )
         evaluate_run(run.run_dir, run.data, run.identification_images, run.device, False)
     return {
         "head": run.head,
-        "epochs": len(training["epoch_losses"]),
-        "plateau": training["plateau"],
+        "epochs": len(training[schema.EPOCH_LOSSES]),
+        schema.PLATEAU: training[schema.PLATEAU],
         "seconds": round(time.perf_counter() - started, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
     }
-
-
-def map_in_processes(function, tasks: list, workers: int) -> list:
-    """``[function(t) for t in tasks]``, on up to ``workers`` spawned processes (in this process
-    for one worker) that die with this one. Spawned, not forked: a fork after torch or OpenCV
-    started threads hangs."""
-    if workers <= 1 or len(tasks) <= 1:
-        return [function(task) for task in tasks]
-    from facebench.data.synthetic import worker_init
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        min(workers, len(tasks)),
-        mp_context=context,
-        initializer=worker_init,
-        initargs=(os.getpid(),),
-    ) as pool:
-        return list(pool.map(function, tasks))
 
 
 def check_heads(heads: tuple[str, ...] | list[str], recipes: Path) -> list[Path]:
@@ -354,15 +285,15 @@ def run_quickstart(
             min(workers, len(tasks)),
             THREADS_PER_HEAD,
         )
-        trained = map_in_processes(train_and_evaluate, tasks, workers)
+        trained = map_runs(train_and_evaluate, tasks, workers, THREADS_PER_HEAD)
         for entry in trained:
-            plateau = entry["plateau"]
+            plateau = entry[schema.PLATEAU]
             log.info(
                 "%s: %d epochs, last epoch's loss %+.2f%% (%s), %.0f s",
                 entry["head"],
                 entry["epochs"],
-                100 * (plateau["relative_change"] or 0.0),
-                "plateau" if plateau["converged"] else "NO PLATEAU",
+                100 * (plateau[schema.RELATIVE_CHANGE] or 0.0),
+                "plateau" if plateau[schema.CONVERGED] else "NO PLATEAU",
                 entry["seconds"],
             )
         report = render_report([str(task.run_dir) for task in tasks], str(tmp))

@@ -47,6 +47,34 @@ DIR_THRESHOLD = "dir_threshold"
 FPIR_ACTUAL = "fpir_actual"
 LEARNED_THRESHOLD = "learned_threshold"
 LEARNED_THRESHOLD_UNITS = "learned_threshold_units"
+#: Pair reports: the standard 10-fold protocol, EER, ROC AUC and the pair counts.
+ACCURACY_10FOLD_MEAN = "accuracy_10fold_mean"
+ACCURACY_10FOLD_STD = "accuracy_10fold_std"
+EER = "eer"
+AUC = "auc"
+IMPOSTOR_PAIRS = "impostor_pairs"
+#: Uniform reports (closed set, the model's own head): sample-wise, class-wise and uniform
+#: accuracy, the uniform threshold t*, the learned threshold's accuracy and the score units.
+SAMPLE_ACCURACY = "sample_accuracy"
+UNIFORM_ACCURACY = "uniform_accuracy"
+UNIFORM_THRESHOLD = "uniform_threshold"
+CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED = "class_wise_accuracy_sample_weighted"
+CLASS_WISE_ACCURACY_CLASS_MEAN = "class_wise_accuracy_class_mean"
+UNIFORM_ACCURACY_AT_LEARNED_THRESHOLD = "uniform_accuracy_at_learned_threshold"
+SCORE_UNITS = "score_units"
+#: Identification reports: the CMC curve (rank as a string -> rate).
+CMC = "cmc"
+#: Training reports: epoch-mean losses and the plateau verdict, which holds ``converged``,
+#: the last epoch's ``relative_change`` and the ``rule`` applied.
+EPOCH_LOSSES = "epoch_losses"
+PLATEAU = "plateau"
+CONVERGED = "converged"
+RELATIVE_CHANGE = "relative_change"
+RULE = "rule"
+
+#: The headline of a pair report: what training logs, `facebench verify` prints and the
+#: tuning and the study score.
+HEADLINE = (ACCURACY_10FOLD_MEAN, ACCURACY_10FOLD_STD, GLOBAL_ACCURACY, GLOBAL_THRESHOLD, EER, AUC)
 
 #: The deployable thresholds of each kind: (field of the single global threshold or None,
 #: field of the thresholds per rate target). They are cosines, "same" (or "identified") iff the
@@ -67,3 +95,8 @@ def rate_key(rate: float) -> str:
 def val_key(far: float) -> str:
     """The field of the standard protocol's VAL at ``far``: ``val_at_far_1e-3``."""
     return f"val_at_far_{far:.0e}".replace("e-0", "e-")
+
+
+def headline(report: dict) -> dict:
+    """The :data:`HEADLINE` fields of a pair report (None where it lacks one)."""
+    return {key: report.get(key) for key in HEADLINE}

@@ -6,12 +6,11 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 from facebench.errors import DataError
 from facebench.fileio import check_output_dir, write_json, write_text
+from facebench.runs import process_pool
 from facebench.study import plan, report
 from facebench.study.data import check_idx_set, prepare_data, scaled_sizes
 from facebench.study.runs import Run, train_and_measure
@@ -50,13 +49,6 @@ SIZES = {
         "grid_points": 2,
     },
 }
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING)
 
 
 def _log_result(done: int, total: int, result: dict) -> None:
@@ -149,9 +141,7 @@ def run_study(
     summary = {"command": command, "size": size, "jobs": jobs, "split": split}
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    with ProcessPoolExecutor(
-        jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
-    ) as pool:
+    with process_pool(jobs, threads) as pool:
         tuning = plan.tuning_runs(heads, size["grid_points"])
         log.info("phase 1: %d tuning runs", len(tuning))
         tuned = execute(

@@ -5,13 +5,14 @@ import json
 
 import torch
 
-from facebench.quickstart import map_in_processes, reproducible_threads, train_with_plateau_report
+from facebench.runs import map_runs, reproducible_threads, train_to_plateau
 from facebench.train.convergence import PLATEAU_TOLERANCE
 
 
 def _train(task):
     recipe, run_dir, data_root = task
-    train_with_plateau_report(recipe, run_dir, data_root, [], "cpu")
+    with reproducible_threads(1):
+        train_to_plateau(recipe, run_dir, data_root)
     return torch.get_num_threads()
 
 
@@ -23,9 +24,9 @@ def _weights(run_dir):
 def test_runs_are_bit_identical_in_process_and_in_workers(tmp_path, data_root, recipe_file):
     runs = [tmp_path / name for name in ("here", "worker_a", "worker_b")]
     threads_before = torch.get_num_threads()
-    map_in_processes(_train, [(recipe_file, runs[0], data_root)], workers=1)
+    map_runs(_train, [(recipe_file, runs[0], data_root)], workers=1, threads=1)
     assert torch.get_num_threads() == threads_before  # the thread setting is restored
-    map_in_processes(_train, [(recipe_file, run, data_root) for run in runs[1:]], workers=2)
+    map_runs(_train, [(recipe_file, run, data_root) for run in runs[1:]], workers=2, threads=1)
     reference = _weights(runs[0])
     training = (runs[0] / "reports" / "training.json").read_text()
     for run in runs[1:]:
