@@ -17,6 +17,7 @@ measured with this version); --quick is the smoke-test size CI runs."""
 def register(subparsers) -> None:
     import argparse
 
+    from facebench.cli import _types as t
     from facebench.cli._options import add_progress_option
 
     p = subparsers.add_parser(
@@ -27,11 +28,13 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--out",
+        type=t.path,
         help="report folder to create; must not exist (default: "
         "facebench-quickstart-<date>-<time> in the current folder)",
     )
     p.add_argument(
         "--data",
+        type=t.path,
         default="facebench-data",
         help="folder for the synthetic data, reused by later runs (default: %(default)s)",
     )
@@ -42,13 +45,14 @@ def register(subparsers) -> None:
     p.add_argument(
         "--heads",
         nargs="+",
+        action="extend",
         metavar="HEAD",
         help="registered heads to compare, each with a recipes/synth/HEAD.yaml "
         "(default: bce_u arcface cosface softmax)",
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=t.WORKERS,
         help="heads trained at once, each on one thread; the results do not depend on it "
         "(default: one per CPU core, at most 2; 1 on a GPU)",
     )
