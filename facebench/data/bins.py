@@ -7,8 +7,10 @@ restricted unpickler that builds only bytes, lists, tuples, bools and plain nump
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
+import math
 import os
 import pickle
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from facebench.data.folders import image_extension
 from facebench.data.images import decode_image, encode_image, read_image
 from facebench.data.skipping import BadItems
 from facebench.errors import DataError
-from facebench.fileio import atomic_dir, atomic_file
+from facebench.fileio import atomic_dir, atomic_file, check_not_temporary
 
 # (module, name) pairs a bin may reference: what numpy 1.x / 2.x and Python 2 / 3 pickles of
 # bytes, bool arrays and uint8 arrays need, and nothing else.
@@ -50,11 +52,40 @@ def _empty_bytes(*args) -> bytes:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in ``_ALLOWED_GLOBALS``; anything else is refused unrun."""
+    """Resolves only the globals in ``_ALLOWED_GLOBALS``; anything else is refused unrun. The
+    calls that could build more than the pickle holds (``bytearray(n)``, ``_reconstruct`` of a
+    large empty array, a chain of expanding codecs) are bounded by the file's ``size``."""
 
-    def __init__(self, file, path: str):
+    def __init__(self, file, path: str, size: int):
         super().__init__(file, encoding="bytes")
         self.path = path
+        self.size = size
+
+    def persistent_load(self, pid):
+        raise DataError(f"{self.path}: holds a persistent id, which no bin pickle has")
+
+    def _bounded(self, what: str, count: int) -> None:
+        if count > self.size:
+            raise DataError(
+                f"{self.path}: {what} of {count:,} bytes, more than the {self.size:,}-byte file "
+                "holds (not a bin)"
+            )
+
+    def _bytearray(self, *args) -> bytearray:
+        if args and isinstance(args[0], int):
+            self._bounded("bytearray", args[0])
+        return bytearray(*args)
+
+    def _encode(self, text, encoding: str = "utf-8") -> bytes:
+        if encoding not in ("latin1", "latin-1"):  # what Python 3 pickles of bytes use
+            raise DataError(f"{self.path}: refusing to encode with {encoding!r} (not a bin)")
+        return text.encode(encoding)
+
+    def _reconstruct(self, numpy_reconstruct, subtype, shape, dtype):
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) for n in shape):
+            raise DataError(f"{self.path}: array shape {shape!r} is not a tuple of integers")
+        self._bounded("an array", math.prod(shape))
+        return numpy_reconstruct(subtype, shape, dtype)
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
@@ -65,9 +96,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             module = "numpy.core." + module[len("numpy._core.") :]
         elif module == "__builtin__":
             module = "builtins"
-        if name == "bytes":
-            return _empty_bytes
-        return getattr(importlib.import_module(module), name)
+        found = getattr(importlib.import_module(module), name)
+        if name == "_reconstruct":
+            return functools.partial(self._reconstruct, found)
+        own = {"bytes": _empty_bytes, "bytearray": self._bytearray, "encode": self._encode}
+        return own.get(name, found)
 
 
 @dataclass
@@ -147,17 +180,21 @@ def _check_bin(obj, path: str) -> VerificationBin:
 def read_verification_bin(path: str) -> VerificationBin:
     """Load a bin through the restricted unpickler (old Python 2 bins included)."""
     path = str(path)
+    check_not_temporary(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         raise DataError(f"{path}: cannot read bin ({exc.strerror})") from exc
     try:
-        obj = _RestrictedUnpickler(io.BytesIO(data), path).load()
+        obj = _RestrictedUnpickler(io.BytesIO(data), path, len(data)).load()
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(f"{path}: not a readable bin pickle ({type(exc).__name__}: {exc})") from exc
+        reason = " ".join(str(exc).split())  # some pickle errors span lines
+        raise DataError(
+            f"{path}: not a readable bin pickle ({type(exc).__name__}: {reason})"
+        ) from exc
     return _check_bin(obj, path)
 
 
