@@ -11,7 +11,9 @@ variable ``FACEBENCH_DATA``, and may use ``${VAR}`` references to environment va
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import operator
 import os
 import re
 import types
@@ -26,6 +28,14 @@ from facebench.errors import ConfigError
 DATA_ENV = "FACEBENCH_DATA"
 #: Face models use 128..1024; a larger value is a typo that would allocate a huge layer.
 MAX_EMBEDDING_SIZE = 65536
+#: Bounds on counts of epochs and steps: far past any run, yet refuse a typo's 1e300.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10**9
+#: numpy's seeds are 32-bit; torch's and Python's accept these too.
+MAX_SEED = 2**32 - 1
+#: A recipe is a few hundred bytes; YAML nested deeper than this is not a recipe.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_YAML_DEPTH = 20
 
 
 def _choice(*values: str) -> dict:
@@ -38,7 +48,23 @@ class DataConfig:
 
     train: str = ""  # pack directory or .rec, relative to the data root
     random_flip: bool = True
-    num_workers: int = field(default=2, metadata={"min": 0})
+    num_workers: int = field(default=2, metadata={"min": 0, "max": 256})
+
+
+@dataclass
+class BackboneOptions:
+    """Every ``model.options`` key a registered backbone accepts, and its allowed values (which
+    backbone takes which is ``facebench.models.backbone_options``)."""
+
+    widths: list[int] = field(
+        default_factory=list, metadata={"min": 1, "max": 4096, "min_length": 1, "max_length": 8}
+    )
+    blocks: list[int] = field(
+        default_factory=list, metadata={"min": 1, "max": 64, "min_length": 1, "max_length": 8}
+    )
+    dropout: float = field(default=0.0, metadata={"min": 0.0, "below": 1.0})
+    scale: int = field(default=1, metadata={"min": 1, "max": 8})  # mobilefacenet widths x scale
+    zero_init_residual: bool = False
 
 
 @dataclass
@@ -47,7 +73,8 @@ class ModelConfig:
 
     backbone: str = "iresnet50"
     embedding_size: int = field(default=512, metadata={"min": 1, "max": MAX_EMBEDDING_SIZE})
-    options: dict = field(default_factory=dict)  # extra backbone keyword arguments
+    # extra backbone keyword arguments
+    options: dict = field(default_factory=dict, metadata={"schema": BackboneOptions})
 
 
 @dataclass
@@ -63,12 +90,14 @@ class OptimConfig:
     """Optimizer: SGD (momentum) or AdamW."""
 
     name: str = field(default="sgd", metadata=_choice("sgd", "adamw"))
-    lr: float = field(default=0.1, metadata={"min": 0.0})
-    momentum: float = field(default=0.9, metadata={"min": 0.0})
+    lr: float = field(default=0.1, metadata={"above": 0.0, "max": 10.0})
+    momentum: float = field(default=0.9, metadata={"min": 0.0, "below": 1.0})
     nesterov: bool = False
-    weight_decay: float = field(default=5e-4, metadata={"min": 0.0})
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = field(default=1e-8, metadata={"min": 0.0})
+    weight_decay: float = field(default=5e-4, metadata={"min": 0.0, "below": 1.0})
+    betas: list[float] = field(
+        default_factory=lambda: [0.9, 0.999], metadata={"min": 0.0, "below": 1.0, "length": 2}
+    )
+    eps: float = field(default=1e-8, metadata={"above": 0.0, "max": 1.0})
 
 
 @dataclass
@@ -76,30 +105,38 @@ class ScheduleConfig:
     """Learning-rate schedule, applied per optimizer step; epochs may be fractional."""
 
     name: str = field(default="poly", metadata=_choice("constant", "multistep", "poly", "cosine"))
-    warmup_epochs: float = field(default=0.0, metadata={"min": 0.0})
-    milestones: list[float] = field(default_factory=list)  # multistep: epochs where lr *= gamma
-    gamma: float = 0.1
-    power: float = 2.0  # poly: lr * (1 - progress) ** power
-    min_lr: float = field(default=0.0, metadata={"min": 0.0})  # floor for poly and cosine
+    warmup_epochs: float = field(default=0.0, metadata={"min": 0.0, "max": MAX_EPOCHS})
+    # multistep: epochs where lr *= gamma
+    milestones: list[float] = field(
+        default_factory=list, metadata={"above": 0.0, "max": MAX_EPOCHS, "increasing": True}
+    )
+    gamma: float = field(default=0.1, metadata={"above": 0.0, "max": 1.0})  # multistep factor
+    power: float = field(default=2.0, metadata={"above": 0.0, "max": 100.0})  # poly: (1 - p)**power
+    min_lr: float = field(default=0.0, metadata={"min": 0.0, "max": 10.0})  # poly/cosine floor
 
 
 @dataclass
 class TrainConfig:
     """The loop: sizes, precision, guards and how often to log and save."""
 
-    epochs: float = field(default=20.0, metadata={"above": 0.0})
-    max_steps: int | None = field(default=None, metadata={"min": 1})  # stop after N steps
-    batch_size: int = field(default=512, metadata={"min": 1})  # global images per step
-    accumulation: int = field(default=1, metadata={"min": 1})  # micro-batches per step
-    grad_clip: float | None = None  # max global L2 norm of all gradients
+    epochs: float = field(default=20.0, metadata={"above": 0.0, "max": MAX_EPOCHS})
+    # stop after N steps
+    max_steps: int | None = field(default=None, metadata={"min": 1, "max": MAX_STEPS})
+    # global images per step; BatchNorm needs >= 2 images in each micro-batch
+    batch_size: int = field(default=512, metadata={"min": 2, "max": 2**20})
+    # micro-batches per step
+    accumulation: int = field(default=1, metadata={"min": 1, "max": 2**19})
+    # max global L2 norm of all gradients; null or 0: no clipping
+    grad_clip: float | None = field(default=None, metadata={"min": 0.0, "max": 1e6})
     amp: str = field(default="none", metadata=_choice("none", "auto", "bf16", "fp16"))
     nonfinite: str = field(default="stop", metadata=_choice("stop", "skip"))
     sync_bn: bool = False  # SyncBatchNorm across ranks (CUDA only)
     channels_last: bool = False  # NHWC activations: faster convolutions (oneDNN CPUs, tensor cores)
-    seed: int = 0
-    log_every: int = field(default=50, metadata={"min": 1})
-    checkpoint_every: int = field(default=0, metadata={"min": 0})  # steps; 0: each epoch
-    keep_checkpoints: int = field(default=2, metadata={"min": 1})
+    seed: int = field(default=0, metadata={"min": 0, "max": MAX_SEED})
+    log_every: int = field(default=50, metadata={"min": 1, "max": MAX_STEPS})
+    # steps; 0: each epoch
+    checkpoint_every: int = field(default=0, metadata={"min": 0, "max": MAX_STEPS})
+    keep_checkpoints: int = field(default=2, metadata={"min": 1, "max": 1000})
 
 
 @dataclass
@@ -107,8 +144,9 @@ class EvalConfig:
     """Periodic verification on bins (paths relative to the data root)."""
 
     bins: list[str] = field(default_factory=list)
-    every: int = field(default=0, metadata={"min": 0})  # steps; 0: only at the end
-    batch_size: int = field(default=256, metadata={"min": 1})
+    # steps; 0: only at the end
+    every: int = field(default=0, metadata={"min": 0, "max": MAX_STEPS})
+    batch_size: int = field(default=256, metadata={"min": 1, "max": 2**16})
 
 
 @dataclass
@@ -123,7 +161,7 @@ class OutputConfig:
 class Recipe:
     """A whole training recipe."""
 
-    name: str = ""
+    name: str = field(default="", metadata={"file_name": True})  # default run folder runs/NAME
     description: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -144,8 +182,27 @@ DATA_PATH_KEYS = ("data.train", "eval.bins")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``5e-4`` as a float (YAML 1.1 wants ``5.0e-4``) and refuses
-    a key given twice in one mapping (plain YAML keeps the last without a word)."""
+    """SafeLoader that also reads ``5e-4`` as a float (YAML 1.1 wants ``5.0e-4``), refuses a key
+    given twice in one mapping (plain YAML keeps the last without a word), refuses aliases
+    (``*name``: self-references and "billion laughs") and nesting deeper than MAX_YAML_DEPTH."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in recipes; write the value out", mark
+            )
+        if self.depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -181,16 +238,18 @@ def parse_value(text: str) -> object:
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load a recipe file (following ``extends``), apply ``a.b=v`` overrides, validate."""
-    merged = _load_merged(Path(path), chain=())
+    merged, origins = _load_merged(Path(path), chain=())
     for item in overrides:
         key, value = _split_override(item)
         nested = _nest(key, value)
-        _validate(nested, f"--set {item}")
+        source = f"--set {item}"
+        _validate(nested, source)
         merged = _merge_layer(merged, nested)
+        _set_origins(origins, nested, source)
     merged.pop("extends", None)
     merged.setdefault("name", Path(path).stem)
     recipe = _build(Recipe, merged)
-    _check_consistency(recipe, str(path))
+    _check_consistency(recipe, origins, str(path))
     return recipe
 
 
@@ -198,8 +257,13 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
     """Validate a plain dict (e.g. a run's ``recipe.yaml``) into a :class:`Recipe`."""
     _validate(data, source)
     recipe = _build(Recipe, data)
-    _check_consistency(recipe, source)
+    _check_consistency(recipe, {}, source)
     return recipe
+
+
+def check_backbone_options(options: dict, source: str) -> None:
+    """Backbone keyword arguments against :class:`BackboneOptions` (types, allowed values)."""
+    _validate(options, source, BackboneOptions)
 
 
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
@@ -231,36 +295,77 @@ def resolve_data_path(value: str, data_root: str | os.PathLike | None, key: str)
     return Path(root) / path
 
 
-def _load_merged(path: Path, chain: tuple[Path, ...]) -> dict:
-    """The merged raw dict of ``path`` and everything it extends, each file validated."""
+def _load_merged(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[str, str]]:
+    """The merged raw dict of ``path`` and everything it extends, each file validated, and the
+    file each leaf key (``train.seed``) came from."""
     resolved = path.resolve()
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise ConfigError(f"{path}: recipe extends itself ({cycle})")
+    data = _read_yaml(path)
+    _validate(data, str(path))
+    _reject_absolute_data_paths(data, str(path))
+    bases = data.get("extends", [])
+    bases = [bases] if isinstance(bases, str) else bases
+    merged: dict = {}
+    origins: dict[str, str] = {}
+    for base in bases:
+        layer, layer_origins = _load_merged(path.parent / base, (*chain, resolved))
+        merged = _merge_layer(merged, layer)
+        for key, source in layer_origins.items():
+            origins.pop(key, None)
+            origins[key] = source
+    own = {k: v for k, v in data.items() if k != "extends"}
+    _set_origins(origins, own, str(path))
+    return _merge_layer(merged, own), origins
+
+
+def _read_yaml(path: Path) -> dict:
+    """The mapping in recipe file ``path``: UTF-8 text of at most MAX_RECIPE_BYTES, YAML."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECIPE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read recipe ({exc.strerror})") from exc
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_RECIPE_BYTES} bytes; not a recipe")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the recipe as UTF-8"
+        ) from None
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" line {where.line + 1}" if where is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}:{line} is not valid YAML ({problem})") from exc
+        raise ConfigError(f"{path}:{line} is not valid YAML ({problem})") from None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
-    _validate(data, str(path))
-    _reject_absolute_data_paths(data, str(path))
-    bases = data.get("extends", [])
-    bases = [bases] if isinstance(bases, str) else bases
-    merged: dict = {}
-    for base in bases:
-        merged = _merge_layer(merged, _load_merged(path.parent / base, (*chain, resolved)))
-    own = {k: v for k, v in data.items() if k != "extends"}
-    return _merge_layer(merged, own)
+    return data
+
+
+def _set_origins(origins: dict[str, str], layer: dict, source: str) -> None:
+    """Record ``source`` as where each leaf key of ``layer`` was last set (kept in that order)."""
+    for key in _leaf_keys(layer):
+        origins.pop(key, None)
+        origins[key] = source
+
+
+def _leaf_keys(data: dict, prefix: str = "") -> list[str]:
+    """Dotted keys of the non-mapping values in ``data`` (``{"a": {"b": 1}}`` -> ``["a.b"]``)."""
+    keys = []
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _merge_layer(base: dict, top: dict) -> dict:
@@ -325,17 +430,83 @@ def _validate(data: dict, source: str, cls: type = Recipe, prefix: str = "") -> 
             continue
         _check_type(value, hint, source, dotted)
         _check_finite(value, source, dotted)
-        meta = fields[key].metadata
-        if "choices" in meta and value not in meta["choices"]:
+        _check_allowed(value, fields[key].metadata, source, dotted)
+
+
+_BOUNDS = (
+    ("min", ">=", operator.ge),
+    ("above", ">", operator.gt),
+    ("max", "<=", operator.le),
+    ("below", "<", operator.lt),
+)
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _allowed_range(meta: typing.Mapping) -> str:
+    """``[0, 1)``-style text of a field's bounds (``min``/``above``, ``max``/``below``)."""
+    lows = (("min", "["), ("above", "("))
+    highs = (("max", "]"), ("below", ")"))
+    low = next((f"{b}{_number(meta[k])}" for k, b in lows if k in meta), "(-inf")
+    high = next((f"{_number(meta[k])}{b}" for k, b in highs if k in meta), "inf)")
+    return f"{low}, {high}"
+
+
+def _check_allowed(value: object, meta: typing.Mapping, source: str, key: str) -> None:
+    """The value checks a schema field's metadata states: ``choices``, bounds (on each item of
+    a list), list ``length``/``min_length``/``max_length``, ``increasing``, ``file_name`` and a
+    nested ``schema`` (a dataclass its mapping's keys must fit)."""
+    if value is None:
+        return
+    if "schema" in meta:
+        _validate(value, source, meta["schema"], f"{key}.")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(
+            f"{source}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}"
+        )
+    if meta.get("file_name") and value:
+        _check_file_name(value, source, key)
+    if isinstance(value, list):
+        _check_list(value, meta, source, key)
+        return
+    for name, sign, holds in _BOUNDS:
+        if name in meta and isinstance(value, (int, float)) and not holds(value, meta[name]):
             raise ConfigError(
-                f"{source}: {dotted} must be one of {', '.join(meta['choices'])}, got {value!r}"
+                f"{source}: {key} must be {sign} {_number(meta[name])} (allowed: "
+                f"{_allowed_range(meta)}), got {value!r}"
             )
-        if "min" in meta and value is not None and value < meta["min"]:
-            raise ConfigError(f"{source}: {dotted} must be >= {meta['min']}, got {value!r}")
-        if "above" in meta and value is not None and value <= meta["above"]:
-            raise ConfigError(f"{source}: {dotted} must be > {meta['above']}, got {value!r}")
-        if "max" in meta and value is not None and value > meta["max"]:
-            raise ConfigError(f"{source}: {dotted} must be <= {meta['max']}, got {value!r}")
+
+
+def _check_list(value: list, meta: typing.Mapping, source: str, key: str) -> None:
+    """Length and order of a list value, and the bounds of each item."""
+    low = meta.get("length", meta.get("min_length", 0))
+    high = meta.get("length", meta.get("max_length", math.inf))
+    if not low <= len(value) <= high:
+        wanted = f"{low}" if low == high else f"{low} to {high}"
+        raise ConfigError(f"{source}: {key} must hold {wanted} values, got {value!r}")
+    if meta.get("increasing") and any(b <= a for a, b in itertools.pairwise(value)):
+        raise ConfigError(f"{source}: {key} must be increasing, got {value!r}")
+    item_meta = {name: meta[name] for name, _, _ in _BOUNDS if name in meta}
+    for i, item in enumerate(value):
+        _check_allowed(item, item_meta, source, f"{key}[{i}]")
+
+
+def _check_file_name(value: str, source: str, key: str) -> None:
+    """A plain file name: no separators, not ``.``/``..``, no control characters."""
+    bad = (
+        "/" in value
+        or "\\" in value
+        or value in (".", "..")
+        or len(value) > 255
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    )
+    if bad:
+        raise ConfigError(
+            f"{source}: {key} must be a plain file name (no / or \\, not . or .., no control "
+            f"characters, at most 255 characters), got {value!r}"
+        )
 
 
 def _check_finite(value: object, source: str, key: str) -> None:
@@ -352,7 +523,7 @@ def _check_finite(value: object, source: str, key: str) -> None:
 
 def _check_type(value: object, hint: object, source: str, key: str) -> None:
     if not _matches(value, hint):
-        name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+        name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
         raise ConfigError(f"{source}: {key} must be {name}, got {value!r} ({type(value).__name__})")
 
 
@@ -402,17 +573,61 @@ def _build(cls: type, data: dict) -> object:
     return cls(**kwargs)
 
 
-def _check_consistency(recipe: Recipe, source: str) -> None:
-    """Checks that involve more than one key."""
-    t = recipe.train
+def _check_consistency(recipe: Recipe, origins: dict[str, str], default: str) -> None:
+    """Checks that involve more than one key, and the backbone and head with their options
+    (built on the meta device: nothing is allocated). Each error names where the keys involved
+    were set: ``origins`` maps leaf keys to their file or ``--set``; ``default`` for the rest."""
+
+    def where(*keys: str) -> str:
+        found = [
+            src for k, src in origins.items() if any(k == p or k.startswith(f"{p}.") for p in keys)
+        ]
+        return " and ".join(dict.fromkeys(found)) or default
+
+    t, optim, schedule = recipe.train, recipe.optim, recipe.schedule
     if t.batch_size % t.accumulation:
         raise ConfigError(
-            f"{source}: train.batch_size {t.batch_size} is not divisible by "
-            f"train.accumulation {t.accumulation}"
+            f"{where('train.batch_size', 'train.accumulation')}: train.batch_size "
+            f"{t.batch_size} is not divisible by train.accumulation {t.accumulation}"
         )
-    if len(recipe.optim.betas) != 2:
-        raise ConfigError(f"{source}: optim.betas must hold two numbers, got {recipe.optim.betas}")
-    if recipe.schedule.name == "multistep" and not recipe.schedule.milestones:
-        raise ConfigError(f"{source}: schedule.milestones is empty for the multistep schedule")
-    if sorted(recipe.schedule.milestones) != recipe.schedule.milestones:
-        raise ConfigError(f"{source}: schedule.milestones must be increasing")
+    if t.batch_size // t.accumulation < 2:
+        raise ConfigError(
+            f"{where('train.batch_size', 'train.accumulation')}: train.batch_size "
+            f"{t.batch_size} / train.accumulation {t.accumulation} leaves "
+            f"{t.batch_size // t.accumulation} image per micro-batch; BatchNorm needs at least 2"
+        )
+    if schedule.name == "multistep" and not schedule.milestones:
+        raise ConfigError(
+            f"{where('schedule.name', 'schedule.milestones')}: schedule.milestones is empty for "
+            "the multistep schedule"
+        )
+    if schedule.min_lr > optim.lr:
+        raise ConfigError(
+            f"{where('schedule.min_lr', 'optim.lr')}: schedule.min_lr {schedule.min_lr:g} must "
+            f"be <= optim.lr {optim.lr:g}"
+        )
+    if optim.name == "sgd" and optim.nesterov and optim.momentum == 0:
+        raise ConfigError(
+            f"{where('optim.nesterov', 'optim.momentum')}: optim.nesterov needs optim.momentum > 0"
+        )
+    _check_model(recipe, where("model"), where("head"))
+
+
+def _check_model(recipe: Recipe, model_source: str, head_source: str) -> None:
+    """The backbone with its options (a parameter budget included) and the head with its
+    parameters, as ``build_backbone`` and ``build_head`` check them, before anything is built."""
+    import torch
+
+    from facebench.heads import build_head
+    from facebench.models.registry import check_backbone
+
+    model = recipe.model
+    try:
+        check_backbone(model.backbone, model.embedding_size, model.options)
+    except ConfigError as exc:
+        raise ConfigError(f"{model_source}: {exc}") from None
+    try:
+        with torch.device("meta"):
+            build_head(recipe.head.name, model.embedding_size, 2, **recipe.head.params)
+    except ConfigError as exc:
+        raise ConfigError(f"{head_source}: {exc}") from None

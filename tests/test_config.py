@@ -102,7 +102,7 @@ def test_overrides_are_typed_yaml_values(tmp_path):
         ("optim: {lr: fast}\n", "optim.lr must be float, got 'fast'"),
         ("train: {batch_size: 1.5}\n", "train.batch_size must be int"),
         ("train: {amp: fp32}\n", "train.amp must be one of none, auto, bf16, fp16"),
-        ("train: {batch_size: 0}\n", "train.batch_size must be >= 1"),
+        ("train: {batch_size: 0}\n", "train.batch_size must be >= 2 (allowed: [2, 1048576])"),
         ("optim: 3\n", "optim must be a mapping"),
         ("data: {train: /abs/pack}\n", "data.train is an absolute path"),
         ("eval: {bins: [lfw.bin, /data/cfp.bin]}\n", "eval.bins is an absolute path"),

@@ -45,20 +45,22 @@ def run(args) -> int:
 
     from facebench.config import load_recipe
     from facebench.fileio import check_output_dir
+    from facebench.procs import sigterm_as_interrupt
     from facebench.train import train
 
     recipe = load_recipe(args.recipe, args.overrides)
     out = args.out or str(Path("runs") / (recipe.name or Path(args.recipe).stem))
     check_output_dir(out)
-    result = train(
-        recipe,
-        out,
-        data_root=args.data,
-        device=args.device,
-        resume=args.resume,
-        progress=not args.no_progress,
-        recipe_file=args.recipe,
-    )
+    with sigterm_as_interrupt():  # a terminated run cleans up as an interrupted one
+        result = train(
+            recipe,
+            out,
+            data_root=args.data,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.no_progress,
+            recipe_file=args.recipe,
+        )
     if result.model_path is not None:
         print(f"model: {result.model_path}")
     return 0

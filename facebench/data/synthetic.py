@@ -10,13 +10,10 @@ byte-identical for a seed and independent of the order in which images are made.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import multiprocessing as mp
 import os
-import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -29,6 +26,7 @@ from facebench.data.images import encode_image
 from facebench.data.packs import write_face_pack
 from facebench.errors import ConfigError
 from facebench.fileio import atomic_dir, write_text
+from facebench.procs import worker_init
 
 log = logging.getLogger(__name__)
 
@@ -611,18 +609,6 @@ def _encode_task(task: tuple) -> list[bytes]:
     return encode_identity_images(*task)
 
 
-def worker_init(parent: int) -> None:
-    """Initializer of a spawned worker of process ``parent``: one OpenCV thread; on Linux the
-    kernel kills the worker when its parent dies (a killed ``data synth`` or ``quickstart``
-    leaves no workers behind)."""
-    cv2.setNumThreads(1)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the line above
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 # Below this many images a pool costs more (process start-up, imports) than it saves.
 _MIN_IMAGES_FOR_POOL = 4000
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from facebench.errors import ConfigError
+
+#: Backbones are built only up to this many parameters (2 GB of float32 weights; iResNet-200
+#: has 119 M): a bigger one is a typo in its options or embedding size.
+MAX_PARAMETERS = 500_000_000
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -41,9 +47,18 @@ def backbone_options(name: str) -> dict[str, object]:
 
 def build_backbone(name: str, embedding_size: int = 512, **kwargs) -> nn.Module:
     """Build backbone ``name``: float ``(N, 3, H, W)`` in [-1, 1] -> ``(N, embedding_size)``."""
-    factory = _factory(name)
+    check_backbone(name, embedding_size, kwargs)
+    return _factory(name)(embedding_size=embedding_size, **kwargs)
+
+
+def check_backbone(name: str, embedding_size: int, options: dict) -> int:
+    """The parameter count of backbone ``name`` built with ``options`` (counted on the meta
+    device: nothing allocated); ConfigError for an unknown backbone or option, a value outside
+    its allowed range (``facebench.config.BackboneOptions``) or more than MAX_PARAMETERS."""
+    from facebench.config import check_backbone_options
+
     accepted = backbone_options(name)
-    for key in kwargs:
+    for key in options:
         if key not in accepted:
             raise ConfigError(
                 f"backbone {name!r} has no option {key!r} (options: {', '.join(sorted(accepted))})"
@@ -54,7 +69,23 @@ def build_backbone(name: str, embedding_size: int = 512, **kwargs) -> nn.Module:
         )
     if embedding_size < 1:
         raise ConfigError(f"backbone {name!r}: embedding_size must be >= 1, got {embedding_size}")
-    return factory(embedding_size=embedding_size, **kwargs)
+    check_backbone_options(options, f"backbone {name!r}")
+    frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
+    count = _parameter_count(name, embedding_size, frozen)
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"backbone {name!r} with embedding_size {embedding_size} and options {options} has "
+            f"{count:,} parameters, more than the limit of {MAX_PARAMETERS:,}"
+        )
+    return count
+
+
+@functools.lru_cache(maxsize=64)
+def _parameter_count(name: str, embedding_size: int, options: tuple) -> int:
+    """Parameters of backbone ``name`` built on the meta device with ``dict(options)``."""
+    with torch.device("meta"):
+        model = _factory(name)(embedding_size=embedding_size, **dict(options))
+    return sum(p.numel() for p in model.parameters())
 
 
 def _factory(name: str) -> Callable[..., nn.Module]:

@@ -30,6 +30,12 @@ class GlobalBatchSampler:
                 f"train.batch_size {batch_size} must be divisible by train.accumulation "
                 f"{accumulation} x {world_size} processes"
             )
+        if batch_size // (accumulation * world_size) < 2:
+            raise ConfigError(
+                f"train.batch_size {batch_size} / (train.accumulation {accumulation} x "
+                f"{world_size} processes) leaves fewer than 2 images per micro-batch on each "
+                "process; BatchNorm needs at least 2"
+            )
         if num_samples < batch_size:
             raise ConfigError(
                 f"train.batch_size {batch_size} is larger than the training set ({num_samples})"
@@ -51,7 +57,7 @@ class GlobalBatchSampler:
         self.epoch, self.start_step = epoch, step_in_epoch
 
     def permutation(self, epoch: int) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(_seed(self.seed * 1_000_003 + epoch))
         return torch.randperm(self.num_samples, generator=gen)
 
     def __len__(self) -> int:
@@ -66,7 +72,15 @@ class GlobalBatchSampler:
 
     def flips(self, epoch: int, step: int, micro: int) -> torch.Tensor:
         """Bool mask: which of this rank's images in that micro-batch are mirrored."""
-        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_033 + step)
+        gen = torch.Generator().manual_seed(
+            _seed((self.seed * 1_000_003 + epoch) * 1_000_033 + step)
+        )
         mask = torch.rand(self.batch_size, generator=gen) < 0.5
         start = micro * self.micro + self.rank * self.per_rank
         return mask[start : start + self.per_rank]
+
+
+def _seed(value: int) -> int:
+    """A generator seed from a derived value: its low 64 bits (what torch accepts; the same
+    value for every seed whose derived values fit, so those runs are unchanged)."""
+    return value % 2**64

@@ -8,8 +8,10 @@ of a step does not depend on the number of processes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -23,6 +25,7 @@ from facebench import distributed as dist
 from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
 from facebench.errors import ConfigError, ModelError, WriteError
 from facebench.fileio import exclusive
+from facebench.procs import die_with_parent
 from facebench.train import checkpoint as ckpt
 from facebench.train.hooks import (
     CheckpointHook,
@@ -190,6 +193,7 @@ class Trainer:
             num_workers=recipe.data.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=recipe.data.num_workers > 0,
+            worker_init_fn=functools.partial(die_with_parent, os.getpid()),
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.schedule_steps = max(1, int(t.epochs * self.steps_per_epoch))
@@ -309,7 +313,7 @@ class Trainer:
             self._handle_nonfinite(loss_value)
             self.optimizer.zero_grad(set_to_none=True)
         else:
-            if t.grad_clip is not None:
+            if t.grad_clip:  # null or 0: no clipping
                 coef = min(1.0, t.grad_clip / (grad_norm + 1e-6))
                 if coef < 1.0:
                     torch._foreach_mul_([p.grad for p in params], coef)
