@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         metavar="KEY=VALUE",
         help="override a recipe key (YAML value), e.g. --set optim.lr=0.05; repeatable",
     )
-    parser.add_argument("--data", help="data root for the recipe's relative paths")
+    parser.add_argument("--data", type=t.path, help="data root for the recipe's relative paths")
     parser.add_argument("--out", type=t.path, help="run directory (default: runs/<recipe name>)")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the newest checkpoint in --out"
