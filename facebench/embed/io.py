@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -25,6 +26,74 @@ def _sidecar_meta(path: str, count: int, dim: int, sidecar: dict) -> dict:
         if sidecar.get(key) is not None and len(sidecar[key]) != count:
             raise DataError(f"{path}: sidecar {key!r} has {len(sidecar[key])} entries, not {count}")
     return {"format": SIDECAR_FORMAT, "count": count, "dim": dim, **sidecar}
+
+
+def read_sidecar(path: str, rows: int) -> dict:
+    """The sidecar at ``path`` of a file of ``rows`` embeddings, checked: its ``count`` and
+    per-row lists match ``rows``; ``ids`` and ``labels`` are integers (not bools), ``identities``
+    all integers or all strings."""
+    meta = read_json(path)
+    if meta.get("count", rows) != rows:
+        raise DataError(f"{path}: sidecar describes {meta['count']} rows, the embeddings {rows}")
+    for key in ("ids", "labels", "paths", "identities"):
+        values = meta.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list) or len(values) != rows:
+            size = f"{len(values)} entries" if isinstance(values, list) else repr(values)[:40]
+            raise DataError(f"{path}: sidecar {key!r} is {size}, not a list of {rows}")
+        kinds = (int,) if key in ("ids", "labels") else (str,) if key == "paths" else (int, str)
+        first = type(values[0]) if values else int
+        for i, value in enumerate(values):
+            if type(value) not in kinds or (key == "identities" and type(value) is not first):
+                kind = " or ".join(k.__name__ for k in kinds)
+                raise DataError(
+                    f"{path}: sidecar {key!r} entry {i} is {value!r}; entries are {kind} "
+                    f"(one kind throughout, bools are not {kind})"
+                )
+    return meta
+
+
+def npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of a ``.npy`` from its header alone, checked against
+    the file's size before anything is allocated; C order (what ``np.save`` writes for rows),
+    no objects."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":
+                raise DataError(
+                    f"{path}: not a .npy array (an .npz archive?); give one (N, d) .npy"
+                )
+            f.seek(0)
+            version = np.lib.format.read_magic(f)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0}
+            readers[2, 0] = np.lib.format.read_array_header_2_0
+            if version not in readers:
+                raise ValueError(
+                    f".npy version {version[0]}.{version[1]} (facebench reads 1.0, 2.0)"
+                )
+            shape, fortran_order, dtype = readers[version](f)
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: embeddings file is missing") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot read embeddings ({reason})") from exc
+    if dtype.hasobject:
+        raise DataError(f"{path}: holds Python objects ({dtype}), not numbers")
+    if fortran_order and len(shape) > 1:
+        raise DataError(
+            f"{path}: a Fortran-order (column-major) .npy; facebench reads rows in C order: "
+            "save it with np.save(path, np.ascontiguousarray(x))"
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > size - offset:
+        raise DataError(
+            f"{path}: header says {dtype} {shape} ({needed:,} bytes), the file holds "
+            f"{size - offset:,} after its header (truncated or not written by numpy)"
+        )
+    return shape, dtype, offset
 
 
 def write_rows(path: str, embeddings: np.ndarray) -> str:
@@ -98,27 +167,19 @@ def save_embedding_shards(path: str, shards: list[str], sidecar: dict) -> tuple[
 def load_embeddings(path: str, sidecar: str | None = None) -> tuple[np.ndarray, dict | None]:
     """float32 ``(N, d)`` rows and the sidecar (``sidecar`` or the one beside ``path``, if any).
 
-    The rows are checked (:func:`facebench.embedding_rows.row_norms`): errors name ``path``."""
+    The header is checked first (:func:`npy_header`), then the rows
+    (:func:`facebench.embedding_rows.row_norms`) and the sidecar (:func:`read_sidecar`): errors
+    name the file."""
+    shape, dtype, offset = npy_header(path)
+    if len(shape) != 2 or dtype.kind != "f":
+        raise DataError(f"{path}: expected float (N, d) embeddings, got {dtype} {shape}")
     try:
-        emb = np.load(path, allow_pickle=False)
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: embeddings file is missing") from exc
-    except (OSError, ValueError, EOFError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise DataError(f"{path}: cannot read embeddings ({reason})") from exc
-    if not isinstance(emb, np.ndarray):  # an .npz archive saved under a .npy name
-        emb.close()
-        raise DataError(f"{path}: not a .npy array (an .npz archive?); give one (N, d) .npy")
-    if emb.ndim != 2 or emb.dtype.kind != "f":
-        raise DataError(f"{path}: expected float (N, d) embeddings, got {emb.dtype} {emb.shape}")
-    emb = emb.astype(np.float32, copy=False)
+        emb = np.fromfile(path, dtype=dtype, count=math.prod(shape), offset=offset)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read embeddings ({exc.strerror})") from exc
+    emb = emb.reshape(shape).astype(np.float32, copy=False)
     row_norms(emb, path)
     side_path = sidecar or sidecar_path(path)
     if sidecar is None and not os.path.exists(side_path):
         return emb, None
-    meta = read_json(side_path)
-    if meta.get("count", len(emb)) != len(emb):
-        raise DataError(
-            f"{side_path}: sidecar describes {meta['count']} rows, {path} has {len(emb)}"
-        )
-    return emb, meta
+    return emb, read_sidecar(side_path, len(emb))

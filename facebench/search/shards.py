@@ -9,10 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facebench.embed.io import sidecar_path
+from facebench.embed.io import npy_header, read_sidecar, sidecar_path
 from facebench.embedding_rows import row_norms
 from facebench.errors import DataError
-from facebench.fileio import read_json
 
 #: Rows read at once when streaming a shard.
 CHUNK_ROWS = 65536
@@ -31,7 +30,7 @@ class Shard:
 
     def meta(self) -> dict | None:
         """The sidecar's contents (None without one)."""
-        return None if self.sidecar is None else read_json(self.sidecar)
+        return None if self.sidecar is None else read_sidecar(self.sidecar, self.rows)
 
     def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float32 copy of the next ``rows`` rows), mapping one chunk at a time."""
@@ -46,17 +45,11 @@ class Shard:
 
 
 def _header(path: str) -> tuple[tuple, np.dtype, int]:
-    """(shape, dtype, data offset) of a ``.npy``; mapping it reads no data."""
-    try:
-        view = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: cannot read embeddings ({exc or type(exc).__name__})") from exc
-    if not isinstance(view, np.ndarray):  # an .npz archive saved under a .npy name
-        view.close()
-        raise DataError(f"{path}: not a .npy array (an .npz archive?); give one (N, d) .npy")
-    if view.ndim != 2 or view.dtype.kind != "f" or not view.flags.c_contiguous:
-        raise DataError(f"{path}: expected float (N, d) embeddings, got {view.dtype} {view.shape}")
-    return view.shape, view.dtype, int(view.offset)
+    """(shape, dtype, data offset) of a float ``(N, d)`` ``.npy`` (:func:`npy_header`)."""
+    shape, dtype, offset = npy_header(path)
+    if len(shape) != 2 or dtype.kind != "f":
+        raise DataError(f"{path}: expected float (N, d) embeddings, got {dtype} {shape}")
+    return shape, dtype, offset
 
 
 def open_shards(paths: list[str], sidecar: str | None = None) -> list[Shard]:
@@ -83,10 +76,9 @@ def open_shards(paths: list[str], sidecar: str | None = None) -> list[Shard]:
                 "(all shards must be written alike)"
             )
         side = sidecar or sidecar_path(path)
-        meta = read_json(side) if sidecar or os.path.exists(side) else None
-        if meta is not None and meta.get("count", rows) != rows:
-            raise DataError(f"{side}: sidecar describes {meta['count']} rows, {path} has {rows}")
-        side = side if meta is not None else None
+        side = side if sidecar or os.path.exists(side) else None
+        if side is not None:
+            read_sidecar(side, rows)
         shards.append(Shard(str(path), int(rows), int(dim), dtype, offset, side))
     return shards
 
