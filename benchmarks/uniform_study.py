@@ -38,6 +38,8 @@ SIZE_OPTIONS = {
     "test_per_class": "test images per class (default: all)",
     "pairs_per_half": "genuine (= impostor) pairs per fold of the held-out bin",
     "grid_points": "tuning configurations per head (default: the whole grid)",
+    "tuning_seeds": "seeds per tuning configuration (their mean decides)",
+    "grid_extension": "grid steps added beyond an edge the choice sits on, per axis and side",
 }
 
 
@@ -61,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="study_out", help="output directory (default study_out)")
     parser.add_argument("--idx", default=DEFAULT_IDX, help="MNIST-format idx set directory")
+    parser.add_argument(
+        "--budget-check",
+        action="store_true",
+        help="also train every head's chosen settings at 2x the budget over the tuning seeds; "
+        "heads whose validation accuracy moves by 0.01 or more are not judged (budget_check.md)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
     return parser
 
@@ -84,7 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             option = f"--{(bad or ['jobs'])[0].replace('_', '-')}"
             raise FacebenchError(f"{option} must be positive")
         heads = select_heads(args.heads)
-        summary = run_study(args.idx, Path(args.out), size, heads, args.jobs, BASE_RECIPE, command)
+        summary = run_study(
+            args.idx,
+            Path(args.out),
+            size,
+            heads,
+            args.jobs,
+            BASE_RECIPE,
+            command,
+            args.budget_check,
+        )
     except FacebenchError as exc:
         print(f"facebench: error: {exc}", file=sys.stderr)
         return 2

@@ -35,6 +35,8 @@ SIZES = {
         "seeds": 5,
         "sweep_seeds": 3,
         "grid_points": None,
+        "tuning_seeds": 2,
+        "grid_extension": plan.EXTENSION_STEPS,
     },
     "quick": {
         "train_per_class": 60,
@@ -47,6 +49,8 @@ SIZES = {
         "seeds": 2,
         "sweep_seeds": 1,
         "grid_points": 2,
+        "tuning_seeds": 1,
+        "grid_extension": 1,
     },
 }
 
@@ -80,15 +84,21 @@ def execute(runs: list[Run], pool, context: dict, on_result) -> dict[str, dict]:
 
 
 def write_outputs(
-    out: Path, summary: dict, heads, table: list[Run], runs: list[Run], results: dict
+    out: Path,
+    summary: dict,
+    heads,
+    table: list[Run],
+    runs: list[Run],
+    results: dict,
+    unjudged: frozenset = frozenset(),
 ) -> None:
     """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far: the
     table and the claims from the ``table`` runs (each head at its chosen settings), the γ
     figure from all ``runs`` (the sweep's other γ too)."""
     labels = {h.key: h.label for h in heads}
     rows = report.summarize(heads, results, table)
-    claims = report.judge_claims(heads, results, table)
-    thresholds = report.judge_thresholds(heads, results, table)
+    claims = report.judge_claims(heads, results, table, unjudged)
+    thresholds = report.judge_thresholds(heads, results, table, unjudged)
     points = report.sweep_points(heads, results, runs)
     summary.update(
         table=rows,
@@ -113,9 +123,18 @@ def write_tuning(out: Path, heads, runs: list[Run], results: dict) -> None:
 
 
 def run_study(
-    idx_dir: str, out: Path, size: dict, heads, jobs: int, base_recipe: Path, command: str
+    idx_dir: str,
+    out: Path,
+    size: dict,
+    heads,
+    jobs: int,
+    base_recipe: Path,
+    command: str,
+    budget_check: bool = False,
 ) -> dict:
-    """The whole study under ``out`` (resumable: finished runs are reused); returns study.json."""
+    """The whole study under ``out`` (resumable: finished runs are reused); returns study.json.
+    ``budget_check``: also train the chosen settings at 2x the budget; heads that fail the
+    budget rule are not judged (budget_check.md)."""
     size = scaled_sizes(size, check_idx_set(idx_dir))  # before anything is created under out
     check_output_dir(out)
     setup = {
@@ -142,12 +161,37 @@ def run_study(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.environ.setdefault("TQDM_DISABLE", "1")
     with process_pool(jobs, threads) as pool:
-        tuning = plan.tuning_runs(heads, size["grid_points"])
-        log.info("phase 1: %d tuning runs", len(tuning))
-        tuned = execute(
-            tuning, pool, context, lambda results: write_tuning(out, heads, tuning, results)
-        )
-        settings = plan.select_settings(heads, tuned, size["grid_points"])
+        points, seeds = size["grid_points"], size["tuning_seeds"]
+        tuning = plan.tuning_runs(heads, points, seeds) + plan.sweep_tuning_runs(heads, seeds)
+        tuning = plan.unique(tuning)
+        tuned: dict = {}
+        missing = tuning
+        while missing:  # the grid grows until every choice is interior or at the limit
+            log.info("phase 1: %d tuning runs", len(missing))
+            tuned.update(
+                execute(
+                    missing,
+                    pool,
+                    context,
+                    lambda results: write_tuning(out, heads, tuning, {**tuned, **results}),
+                )
+            )
+            missing = plan.missing_tuning_runs(heads, tuned, points, seeds, size["grid_extension"])
+            tuning.extend(missing)
+        settings = plan.select_settings(heads, tuned, points, seeds, size["grid_extension"])
+        unjudged: frozenset = frozenset()
+        if budget_check:
+            checks = [
+                r for r in plan.budget_check_runs(heads, settings, seeds) if r.key not in tuned
+            ]
+            log.info("budget check: %d runs at 2x the budget", len(checks))
+            tuned.update(execute(checks, pool, context, lambda results: None))
+            budgets = report.judge_budgets(heads, settings, tuned, seeds)
+            summary["budget_check"] = budgets
+            write_json(out / "budget_check.json", budgets)
+            labels = {h.key: h.label for h in heads}
+            write_text(out / "budget_check.md", report.budget_markdown(budgets, labels))
+            unjudged = frozenset(k for k, b in budgets.items() if not b["converged"])
         summary["settings"] = settings
         summary["tuning_runs"] = tuned
         write_json(out / "settings.json", settings)
@@ -157,12 +201,12 @@ def run_study(
 
         def refresh(results: dict) -> None:
             summary["_started"] = started
-            write_outputs(out, summary, heads, table, runs, results)
+            write_outputs(out, summary, heads, table, runs, results, unjudged)
 
         results = execute(runs, pool, context, refresh)
     every = [*tuned.values(), *results.values()]
     summary["train_seconds_total"] = sum(r["train_seconds"] for r in every)
     summary["train_cpu_seconds_total"] = sum(r.get("train_cpu_seconds", 0.0) for r in every)
     summary["_started"] = started
-    write_outputs(out, summary, heads, table, runs, results)
+    write_outputs(out, summary, heads, table, runs, results, unjudged)
     return summary

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facebench import schema
 from facebench.schema import rate_key
 
 #: FAR targets of the open-set table (1e-3 needs >= 1,000 impostor pairs).
@@ -18,8 +19,8 @@ def tar_field(far: float) -> str:
 
 
 def tar_label(far: float) -> str:
-    """The column name of TAR at ``far``: ``TAR@FAR=1e-3``."""
-    return f"TAR@FAR={far:.0e}".replace("e-0", "e-")
+    """The column name of TAR at ``far``, as every report prints it: ``TAR@FAR=1e-03``."""
+    return f"TAR@FAR={rate_key(far)}"
 
 
 def feature_geometry(features: np.ndarray, labels: np.ndarray) -> dict:
@@ -77,26 +78,28 @@ def measure_closed(model_path: Path, pack_dir: Path, geometry: bool = True) -> d
 
     head = load_head_from_artifact(str(model_path))
     images = PackSource(str(pack_dir))
-    labels = np.asarray(images.labels, dtype=np.int64)
     features = embed_images(
         load_embedder(str(model_path)), images, 256, flip_sum=False, normalize=False, progress=False
     )
+    labels = np.asarray(images.labels, dtype=np.int64)  # read while embedding
     offset, units = score_units(head)
     positive, negative = head_margins(head, features, labels, offset)
     point = decision_point(head)
     report = margin_metrics(positive, negative, labels, point)
     learned = head.decision_threshold()
     result = {
-        "sample_accuracy": report["sample_accuracy"],
-        "class_wise_accuracy_sample_weighted": report["class_wise_accuracy_sample_weighted"],
-        "class_wise_accuracy_class_mean": report["class_wise_accuracy_class_mean"],
-        "uniform_accuracy": report["uniform_accuracy"],
-        "t_star": report["uniform_threshold"],
+        schema.SAMPLE_ACCURACY: report[schema.SAMPLE_ACCURACY],
+        schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED: report[
+            schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED
+        ],
+        schema.CLASS_WISE_ACCURACY_CLASS_MEAN: report[schema.CLASS_WISE_ACCURACY_CLASS_MEAN],
+        schema.UNIFORM_ACCURACY: report[schema.UNIFORM_ACCURACY],
+        "t_star": report[schema.UNIFORM_THRESHOLD],
         "decision_point": point,
-        "uniform_accuracy_at_decision_point": report["uniform_accuracy_at_learned_threshold"],
+        "uniform_accuracy_at_decision_point": report[schema.UNIFORM_ACCURACY_AT_LEARNED_THRESHOLD],
         "learned_bias_threshold": None if learned is None else learned.value,
         "score_spread": float(np.std(positive)),
-        "score_units": units,
+        schema.SCORE_UNITS: units,
     }
     if geometry:
         result.update(feature_geometry(features, labels))
@@ -112,12 +115,12 @@ def measure_open(model_path: Path, bin_path: Path, report_dir: Path) -> dict:
     report = verification_report(embedder, str(bin_path), batch_size=256, progress=False)
     write_verification_report(report_dir, report)
     result = {
-        "verification_accuracy_10fold": report["accuracy_10fold_mean"],
-        "verification_global_accuracy": report["global_accuracy"],
-        "verification_global_threshold": report["global_threshold"],
+        "verification_accuracy_10fold": report[schema.ACCURACY_10FOLD_MEAN],
+        "verification_global_accuracy": report[schema.GLOBAL_ACCURACY],
+        "verification_global_threshold": report[schema.GLOBAL_THRESHOLD],
         "verification_pairs": report["pairs"],
-        "verification_impostor_pairs": report["impostor_pairs"],
+        "verification_impostor_pairs": report[schema.IMPOSTOR_PAIRS],
     }
     for far in OPEN_SET_FARS:
-        result[tar_field(far)] = report["tar_at_far"].get(rate_key(far))
+        result[tar_field(far)] = report[schema.TAR_AT_FAR].get(rate_key(far))
     return result

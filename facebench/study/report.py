@@ -7,7 +7,16 @@ from pathlib import Path
 from facebench.fileio import atomic_path
 from facebench.study.heads import COMPARISONS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
 from facebench.study.measure import OPEN_SET_FARS, tar_field, tar_label
-from facebench.study.stats import adjusted_verdict, holm, mean_interval, paired_verdict
+from facebench.study.plan import BUDGET_FACTOR, config_runs
+from facebench.study.stats import (
+    BUDGET_METRICS,
+    BUDGET_TOLERANCE,
+    adjusted_verdict,
+    budget_converged,
+    holm,
+    mean_interval,
+    paired_verdict,
+)
 
 #: (result key, column name, task that measures it).
 METRICS = (
@@ -326,3 +335,40 @@ def _p(value) -> str:
 
 def _number(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+def judge_budgets(heads, settings: dict, results: dict, seeds: int) -> dict[str, dict]:
+    """Per head key: the budget check of its chosen settings (B against 2B, tuning seeds)."""
+    out = {}
+    for head in heads:
+        at = {}
+        for budget in (1.0, BUDGET_FACTOR):
+            runs = config_runs(head, settings[head.key], seeds, budget)
+            at[budget] = {r.seed: results[r.key] for r in runs if r.key in results}
+            at[budget] = {
+                s: r
+                for s, r in at[budget].items()
+                if all(r.get(m) is not None for m in BUDGET_METRICS)
+            }
+        out[head.key] = budget_converged(at[1.0], at[BUDGET_FACTOR])
+    return out
+
+
+def budget_markdown(budgets: dict, labels: dict) -> str:
+    """Per head: validation accuracy change from B to 2B and the verdict of the budget rule."""
+    lines = [
+        f"Budget rule: converged when doubling the budget (same schedule shape) moves the mean "
+        f"validation sample-wise and uniform accuracy by less than {BUDGET_TOLERANCE:g}, over "
+        ">= 2 seeds. The training-loss plateau rule is a diagnostic only: under this schedule "
+        "the last epoch runs at lr/1000, so it passes runs far from their best.",
+        "",
+        "| head | seeds | sample-wise 2B − B (95 % CI) | uniform 2B − B (95 % CI) | converged |",
+        "|---|---|---|---|---|",
+    ]
+    for key, b in budgets.items():
+        cells = [_interval(b["changes"][m], 4) for m in BUDGET_METRICS]
+        lines.append(
+            f"| {labels[key]} | {len(b['seeds'])} | {cells[0]} | {cells[1]} "
+            f"| {'yes' if b['converged'] else 'NO: not judged'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -109,3 +109,21 @@ def adjusted_verdict(verdict: str, mean: float | None, p: float | None, sign: fl
     if p is None or mean is None or p >= 1.0 - CONFIDENCE:
         return "not resolved"
     return "held" if sign * mean > 0 else "reversed"
+
+
+#: The budget rule: a head's runs count as converged when doubling the budget (same schedule
+#: shape) moves its mean validation sample-wise and uniform accuracy, paired by seed over >= 2
+#: seeds, by less than this (absolute).
+BUDGET_TOLERANCE = 0.01
+BUDGET_METRICS = ("sample_accuracy", "uniform_accuracy")
+
+
+def budget_converged(at_b: dict[int, dict], at_2b: dict[int, dict]) -> dict:
+    """Per-seed results at B and 2B -> per metric the mean change 2B − B with its interval, and
+    ``converged`` by :data:`BUDGET_TOLERANCE` (False with fewer than 2 paired seeds)."""
+    seeds = sorted(set(at_b) & set(at_2b))
+    changes = {m: mean_interval([at_2b[s][m] - at_b[s][m] for s in seeds]) for m in BUDGET_METRICS}
+    converged = len(seeds) >= 2 and all(
+        c is not None and abs(c["mean"]) < BUDGET_TOLERANCE for c in changes.values()
+    )
+    return {"seeds": seeds, "changes": changes, "converged": converged}

@@ -7,6 +7,7 @@ import pytest
 
 from facebench.study.stats import (
     adjusted_verdict,
+    budget_converged,
     holm,
     mean_interval,
     paired_p_value,
@@ -125,3 +126,22 @@ def test_paired_p_value_agrees_with_the_interval():
 )
 def test_adjusted_verdict(verdict, mean, p, sign, expected):
     assert adjusted_verdict(verdict, mean, p, sign) == expected
+
+
+def test_budget_rule_can_fail():
+    at_b = {
+        0: {"sample_accuracy": 0.88, "uniform_accuracy": 0.56},
+        1: {"sample_accuracy": 0.89, "uniform_accuracy": 0.57},
+    }
+    moved = {
+        0: {"sample_accuracy": 0.885, "uniform_accuracy": 0.66},
+        1: {"sample_accuracy": 0.89, "uniform_accuracy": 0.67},
+    }
+    still = {
+        0: {"sample_accuracy": 0.885, "uniform_accuracy": 0.565},
+        1: {"sample_accuracy": 0.886, "uniform_accuracy": 0.568},
+    }
+    assert not budget_converged(at_b, moved)["converged"]  # uniform moved by 0.10
+    got = budget_converged(at_b, still)
+    assert got["converged"] and got["changes"]["sample_accuracy"]["mean"] == pytest.approx(0.0005)
+    assert not budget_converged({0: at_b[0]}, {0: still[0]})["converged"]  # one seed: unchecked

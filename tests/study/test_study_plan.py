@@ -1,5 +1,6 @@
 """facebench.study: heads and grids, the run plan, the tuning rule, recipes of runs."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,67 @@ def test_a_small_training_set_trains_more_epochs_to_the_minimum_image_count():
     assert run_epochs(5.0, 20_000, 100_000) == 5.0  # exactly the minimum
     assert run_epochs(5.0, 8_500, 100_000) == 12.0  # 102,000 images, whole epochs
     assert run_epochs(2.0, 600, 1) == 2.0
+
+
+def _score_all(head, configs, score, seeds=2, budget=1.0):
+    """Results for every config's tuning runs: accuracy score(config, seed), converged."""
+    return {
+        r.key: {"sample_accuracy": score(c, r.seed), "uniform_accuracy": 0.5, "converged": True}
+        for c in configs
+        for r in plan.config_runs(head, c, seeds, budget)
+    }
+
+
+def test_the_mean_over_tuning_seeds_decides():
+    head = HEADS["softmax"]
+    grid = head.grid()
+    # seed 1000 favours lr 0.2 by a lot, seed 1001 favours 0.1 by more: the mean picks 0.1
+    bias = {(0.2, 1000): 0.05, (0.1, 1001): 0.08}
+    results = _score_all(head, grid, lambda c, s: 0.8 + bias.get((c["lr"], s), 0.0))
+    chosen = plan.select_settings((head,), results, seeds=2)["softmax"]
+    assert chosen["lr"] == 0.1 and chosen["validation_sample_accuracy"] == pytest.approx(0.84)
+
+
+def test_an_edge_choice_extends_the_grid_until_interior_or_the_limit():
+    head = HEADS["softmax"]  # lrs 0.2 .. 0.025
+    peak = 0.0125 / 2  # best two steps below the grid
+    score = lambda c, s: 0.9 - abs(math.log2(c["lr"] / peak)) / 100  # noqa: E731
+    results = _score_all(head, head.grid(), score)
+    first = plan.missing_tuning_runs((head,), results, None, 2, steps=3)
+    assert {r.lr for r in first} == {0.0125} and len(first) == 2  # both seeds
+    for _ in range(4):  # run whatever the rule asks for until it stops
+        more = plan.missing_tuning_runs((head,), results, None, 2, steps=3)
+        results.update(_score_all(head, [{"lr": r.lr, "scale": None} for r in more], score))
+    chosen = plan.select_settings((head,), results, seeds=2, steps=3)["softmax"]
+    assert chosen["lr"] == pytest.approx(peak) and chosen["edges"] == []  # interior
+    limited = plan.select_settings((head,), results, seeds=2, steps=1)["softmax"]
+    (edge,) = limited["edges"]  # stopped one step past the grid: the edge and its trend
+    assert edge["side"] == "low" and edge["value"] == 0.0125 and edge["trend"] > 0
+
+
+def test_the_gamma_sweep_retunes_the_lr_at_every_gamma():
+    head = HEADS["bce_u_norm"]
+    runs = plan.sweep_tuning_runs((head,), seeds=2)
+    assert len(runs) == len(SWEEP_SCALES) * 2 * 2
+    configs = {(r.lr, r.scale) for r in runs}
+    results = _score_all(
+        head,
+        [{"lr": lr, "scale": g} for lr, g in configs],
+        lambda c, s: 0.9 - (c["lr"] == 0.025) * (c["scale"] == 64.0) * 0.1,
+    )
+    lrs = plan.sweep_lrs(head, results, 2, {"lr": 0.025, "scale": 16.0})
+    assert lrs == {"16": 0.025, "32": 0.025, "64": 0.0125}
+    sweep = plan.sweep_runs(
+        (head,), {"bce_u_norm": {"lr": 0.025, "scale": 16.0, "sweep_lr": lrs}}, 1
+    )
+    assert {(r.scale, r.lr) for r in sweep} == {(16.0, 0.025), (32.0, 0.025), (64.0, 0.0125)}
+
+
+def test_budget_check_runs_reuse_the_tuning_runs_at_b():
+    head = HEADS["softmax"]
+    settings = {"softmax": {"lr": 0.05, "scale": None}}
+    runs = plan.budget_check_runs((head,), settings, seeds=2)
+    assert [r.budget for r in runs] == [1.0, 1.0, 2.0, 2.0]
+    assert runs[0].key == "softmax-tune-lr0.05-s1000" and runs[2].key.endswith("-x2")
+    recipe = run_recipe(runs[2], BASE, epochs=2 * 5.0)
+    assert recipe.train.epochs == 10.0
