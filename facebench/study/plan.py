@@ -3,13 +3,16 @@
 Phase 1 (tuning): every head, every configuration of its grid, one seed (:data:`TUNING_SEED`),
 trained on closed/fit and scored on closed/val (carved from the training split, never the test
 split). Rule: the configuration with the highest validation sample-wise accuracy among runs that
-converged (ties: the first in grid order); if none converged, the best of the others, marked.
+converged (ties: the first in grid order); if none converged, the best of the others, marked
+(:func:`facebench.runs.choose`, the quickstart's tuning rule too).
 Phase 2: the table (every head, seeds 0..n-1, closed and open set, at its chosen settings; seed
 by seed so a partial study holds whole pairs) and the γ sweep (at the chosen learning rate).
 """
 
 from __future__ import annotations
 
+from facebench import schema
+from facebench.runs import choose
 from facebench.study.heads import NORMALIZED_LRS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
 from facebench.study.runs import Run
 
@@ -56,17 +59,14 @@ def config_score(head: StudyHead, config: dict, results: dict, seeds: int):
     runs = config_runs(head, config, seeds)
     if any(r.key not in results for r in runs):
         return None
-    values = [results[r.key].get("sample_accuracy") for r in runs]
+    values = [results[r.key].get(schema.SAMPLE_ACCURACY) for r in runs]
     mean = None if None in values else sum(values) / len(values)
-    return mean, all(bool(results[r.key].get("converged")) for r in runs)
+    return mean, all(bool(results[r.key].get(schema.CONVERGED)) for r in runs)
 
 
 def _pick(scored: list) -> int:
-    """The tuning rule over (accuracy, converged) pairs: best converged, first of equals; else
-    the best of the others; else the first."""
-    usable = [i for i, (a, _) in enumerate(scored) if a is not None]
-    pool = [i for i in usable if scored[i][1]] or usable
-    return max(pool, key=lambda i: scored[i][0]) if pool else 0
+    """The tuning rule (:func:`facebench.runs.choose`) over (accuracy, converged) pairs."""
+    return choose([a for a, _ in scored], [c for _, c in scored])
 
 
 def _beyond_edges(head: StudyHead, configs: list[dict], chosen: dict, steps: int) -> list[dict]:
@@ -144,7 +144,7 @@ def select_settings(
             "validation_sample_accuracy": scored[best][0],
             "tuned_on_converged_run": scored[best][1],
             "grid": [
-                {**c, "validation_sample_accuracy": a, "converged": ok}
+                {**c, "validation_sample_accuracy": a, schema.CONVERGED: ok}
                 for c, (a, ok) in zip(configs, scored, strict=True)
             ],
             "edges": edges(head, configs, scored, best),

@@ -1,18 +1,19 @@
 """One study run: train a head with a seed and settings, judge convergence, measure; resumable.
 
-A run's result is ``RUNS/<key>/study_result.json``: once written, the run is never repeated. A
-run cut short before that is started again from scratch (its folder is cleared first).
+A run's result is ``RUNS/<key>/study_result.json`` (:func:`facebench.runs.stored_result`): once
+written, the run is never repeated. A run cut short before that is started again from scratch.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebench.fileio import read_json, write_json
+from facebench import schema
+from facebench.fileio import read_json
+from facebench.runs import stored_result, train_to_plateau
 from facebench.study.heads import StudyHead
 
 #: task -> (training pack, evaluation target), relative to the data folder.
@@ -90,33 +91,35 @@ def train_and_measure(
 ) -> dict:
     """Train ``run`` (unless its result exists) for ``epochs`` or at least ``min_images``
     images, judge convergence, measure; return the result."""
+    run_dir = runs_dir / run.key
+    return stored_result(
+        run_dir / RESULT_NAME,
+        run_dir,
+        lambda: _train_and_measure(run, data_dir, run_dir, base_recipe, epochs, min_images),
+    )
+
+
+def _train_and_measure(
+    run: Run, data_dir: Path, run_dir: Path, base_recipe: Path, epochs: float, min_images: int
+) -> dict:
     from facebench.errors import FacebenchError
     from facebench.study.measure import measure_closed, measure_open
-    from facebench.train import train
-    from facebench.train.convergence import training_converged
 
-    run_dir = runs_dir / run.key
-    result_path = run_dir / RESULT_NAME
-    if result_path.is_file():
-        return read_json(result_path)
-    if run_dir.exists():  # cut short earlier: start again
-        shutil.rmtree(run_dir)
     start, cpu_start = time.perf_counter(), time.process_time()
     counts = read_json(data_dir / "split.json")["counts"]
     run_length = run.budget * run_epochs(epochs, counts[TRAIN_COUNTS[run.task]], min_images)
     recipe = run_recipe(run, base_recipe, run_length)
     result = run.describe()
     try:
-        trained = train(recipe, run_dir, data_root=data_dir, progress=False)
+        trained, training = train_to_plateau(recipe, run_dir, data_dir)
     except FacebenchError as exc:  # e.g. a diverged loss: recorded, never judged
         result.update(error=str(exc), converged=False, train_seconds=time.perf_counter() - start)
-        write_json(result_path, result)
         return result
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
-    convergence = training_converged(trained)
+    convergence = {**training[schema.PLATEAU], schema.EPOCH_LOSSES: training[schema.EPOCH_LOSSES]}
     result.update(
-        converged=convergence["converged"],
+        converged=convergence[schema.CONVERGED],
         convergence=convergence,
         train_seconds=seconds,
         train_images_per_s=trained.steps * recipe.train.batch_size / seconds,
@@ -131,5 +134,4 @@ def train_and_measure(
     else:
         result.update(measure_closed(trained.model_path, target, geometry=run.task == "closed"))
     result["eval_seconds"] = time.perf_counter() - measured
-    write_json(result_path, result)
     return result
