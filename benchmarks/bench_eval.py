@@ -23,6 +23,7 @@ import time
 import numpy as np
 from sklearn.model_selection import KFold
 
+from facebench import schema
 from facebench.eval import verification as V
 from facebench.eval.identification import exact_recall_at_1
 from facebench.search import Gallery
@@ -80,12 +81,17 @@ def protocol_rows(n_pairs: int) -> list[dict]:
     (plain_mean, plain_std), t_plain_acc = timed(plain_ten_fold, dist, issame)
     plain_v, t_plain_val = timed(plain_val, dist, issame)
     grid_global, t_plain_global = timed(plain_global, cos, issame)
-    assert fast_acc["accuracy_10fold_mean"] == plain_mean, "10-fold accuracies differ"
-    assert fast_acc["accuracy_10fold_std"] == plain_std, "10-fold std differs"
+    assert fast_acc[schema.ACCURACY_10FOLD_MEAN] == plain_mean, "10-fold accuracies differ"
+    assert fast_acc[schema.ACCURACY_10FOLD_STD] == plain_std, "10-fold std differs"
     assert fast_val["val_at_far_1e-3"] == plain_v, "VAL@FAR differs"
     assert fast_global >= grid_global, "the exact global threshold lost to a grid"
     rows = [
-        ("10-fold accuracy", t_fast_acc, t_plain_acc, f"{fast_acc['accuracy_10fold_mean']:.6f}"),
+        (
+            "10-fold accuracy",
+            t_fast_acc,
+            t_plain_acc,
+            f"{fast_acc[schema.ACCURACY_10FOLD_MEAN]:.6f}",
+        ),
         ("VAL@FAR=1e-3", t_fast_val, t_plain_val, f"{fast_val['val_at_far_1e-3']:.6f}"),
         (
             "global threshold",

@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from facebench import schema
+
 IJBC_PAIRS, IJBC_GENUINE, IJBC_TEMPLATES, IJBC_SUBJECTS = 15_658_489, 19_557, 23_124, 3_531
 
 
@@ -74,12 +76,12 @@ def score(folder: str) -> None:
     start = time.perf_counter()
     report = ijb.verify_1to1(ids, feats, meta, path)
     score_s = time.perf_counter() - start
-    tars = " ".join(f"{k}:{v:.4f}" for k, v in report["tar_at_far"].items())
+    tars = " ".join(f"{k}:{v:.4f}" for k, v in report[schema.TAR_AT_FAR].items())
     print(f"pairs {len(meta.pairs):,}  templates {len(ids):,}  dim {feats.shape[1]}")
     print(f"read pairs {read_s:.1f} s, score + report {score_s:.1f} s")
     print(f"peak RSS: {base:.2f} GiB after loading features, {after_read:.2f} GiB after reading")
     print(f"pairs, {rss_gib():.2f} GiB at the end")
-    print(f"TAR@FAR {tars}  AUC {report['auc']:.4f}")
+    print(f"TAR@FAR {tars}  AUC {report[schema.AUC]:.4f}")
 
 
 def main() -> None:

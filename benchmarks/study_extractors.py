@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from facebench import schema
+
 REPO = Path(__file__).resolve().parents[1]
 BASE_RECIPE = REPO / "recipes" / "fashion_mnist" / "base.yaml"
 
@@ -63,8 +65,8 @@ def measure(overrides: list[str], data: Path, run_dir: Path) -> dict:
         "train_cpu_seconds": cpu_seconds,
         "images_per_cpu_s": result.steps * recipe.train.batch_size / cpu_seconds,
         "images_per_s": statistics.median(speeds),
-        "sample_accuracy": report["sample_accuracy"],
-        "uniform_accuracy": report["uniform_accuracy"],
+        schema.SAMPLE_ACCURACY: report[schema.SAMPLE_ACCURACY],
+        schema.UNIFORM_ACCURACY: report[schema.UNIFORM_ACCURACY],
         "final_loss": result.losses[-1],
     }
 
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['extractor']} | {r['head']} | {r['images_per_s']:.0f} "
             f"| {r['images_per_cpu_s']:.0f} | {r['train_seconds']:.0f} "
-            f"| {r['sample_accuracy']:.4f} | {r['uniform_accuracy']:.4f} |"
+            f"| {r[schema.SAMPLE_ACCURACY]:.4f} | {r[schema.UNIFORM_ACCURACY]:.4f} |"
         )
     return 0
 

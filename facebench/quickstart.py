@@ -293,7 +293,7 @@ def run_quickstart(
                 entry["head"],
                 entry["epochs"],
                 100 * (plateau[schema.RELATIVE_CHANGE] or 0.0),
-                "plateau" if plateau[schema.CONVERGED] else "NO PLATEAU",
+                schema.PLATEAU if plateau[schema.CONVERGED] else "NO PLATEAU",
                 entry["seconds"],
             )
         report = render_report([str(task.run_dir) for task in tasks], str(tmp))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from facebench import schema
+
 DESCRIPTION = """\
 Closed-set CMC (rank 1/5/10) and open-set DIR (rank-1 TPIR) at FPIR 1e-3..1e-1 with one global
 threshold, for gallery and probe embeddings (.npy from `facebench embed`, identities from their
@@ -65,8 +67,8 @@ def run(args) -> int:
         gpu_shard=args.gpu_shard,
     )
     path = write_json(os.path.join(args.out, "identification.json"), r)
-    cmc = "  ".join(f"rank-{k} {100 * v:.2f}" for k, v in r["cmc"].items())
-    dirs = "  ".join(f"DIR@{k} {100 * v:.2f}" for k, v in r.get("dir_at_fpir", {}).items())
+    cmc = "  ".join(f"rank-{k} {100 * v:.2f}" for k, v in r[schema.CMC].items())
+    dirs = "  ".join(f"DIR@{k} {100 * v:.2f}" for k, v in r.get(schema.DIR_AT_FPIR, {}).items())
     print(f"{r['mated_probes']} mated / {r['non_mated_probes']} non-mated probes: {cmc}  {dirs}")
     if r["recall_at_1_vs_exact"] is not None:
         print(f"{args.factory}: recall@1 vs exact search {r['recall_at_1_vs_exact']:.4f}")

@@ -63,9 +63,11 @@ def run(args) -> int:
     r["model"] = args.model
     path = write_json(os.path.join(args.out, f"{args.dataset}.json"), r)
     tars = "  ".join(f"TAR@{k} {100 * v:.2f}" for k, v in r[schema.TAR_AT_NEAREST_FAR].items())
-    print(f"{args.dataset} 1:1: {tars}  AUC {r['auc']:.4f}")
+    print(f"{args.dataset} 1:1: {tars}  AUC {r[schema.AUC]:.4f}")
     for name, g in r.get("one_to_n", {}).items():
-        tpir = "  ".join(f"TPIR@{k} {100 * v:.2f}" for k, v in g.get("dir_at_fpir", {}).items())
-        print(f"{args.dataset} 1:N {name}: rank-1 {100 * g['cmc']['1']:.2f}  {tpir}")
+        tpir = "  ".join(
+            f"TPIR@{k} {100 * v:.2f}" for k, v in g.get(schema.DIR_AT_FPIR, {}).items()
+        )
+        print(f"{args.dataset} 1:N {name}: rank-1 {100 * g[schema.CMC]['1']:.2f}  {tpir}")
     print(f"report: {path}")
     return 0

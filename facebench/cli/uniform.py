@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from facebench import schema
+
 DESCRIPTION = """\
 Score every image of a pack (held-out images of the training identities) with the model's
 backbone and stored head, and report sample-wise accuracy, uniform accuracy with its exact best
@@ -58,13 +60,16 @@ def run(args) -> int:
     if r is None:  # another rank of a torchrun: rank 0 writes the report
         return 0
     path = write_json(os.path.join(args.out, "uniform.json"), r)
-    t_star = "none" if r["uniform_threshold"] is None else f"{r['uniform_threshold']:.4f}"
-    learned = "none" if r["learned_threshold"] is None else f"{r['learned_threshold']:.4f}"
+    t_star = "none" if r[schema.UNIFORM_THRESHOLD] is None else f"{r[schema.UNIFORM_THRESHOLD]:.4f}"
+    learned = (
+        "none" if r[schema.LEARNED_THRESHOLD] is None else f"{r[schema.LEARNED_THRESHOLD]:.4f}"
+    )
     print(
-        f"sample-wise {100 * r['sample_accuracy']:.2f}  uniform {100 * r['uniform_accuracy']:.2f}"
-        f" (t* {t_star})  class-wise {100 * r['class_wise_accuracy_sample_weighted']:.2f} "
-        f"(class mean {100 * r['class_wise_accuracy_class_mean']:.2f})  learned threshold "
-        f"{learned} [{r['score_units']}]"
+        f"sample-wise {100 * r[schema.SAMPLE_ACCURACY]:.2f}  "
+        f"uniform {100 * r[schema.UNIFORM_ACCURACY]:.2f}"
+        f" (t* {t_star})  class-wise {100 * r[schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED]:.2f} "
+        f"(class mean {100 * r[schema.CLASS_WISE_ACCURACY_CLASS_MEAN]:.2f})  learned threshold "
+        f"{learned} [{r[schema.SCORE_UNITS]}]"
     )
     print(f"report: {path}")
     return 0

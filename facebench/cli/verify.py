@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from facebench import schema
+
 DESCRIPTION = """\
 Score verification bins (lfw.bin, cfp_fp.bin, ...) with a model or precomputed embeddings.
 Writes OUT/<bin>.json per bin (standard 10-fold accuracy and VAL@FAR=1e-3, the exact oracle
@@ -73,10 +75,10 @@ def run(args) -> int:
     if reports is None:  # another rank of a torchrun: rank 0 wrote the reports
         return 0
     for name, r in reports.items():
+        mean, std, accuracy, threshold, eer, auc = schema.headline(r).values()
         print(
-            f"{name}: 10-fold {100 * r['accuracy_10fold_mean']:.2f} +- "
-            f"{100 * r['accuracy_10fold_std']:.2f}  global {100 * r['global_accuracy']:.2f} "
-            f"(cos > {r['global_threshold']:.4f})  EER {100 * r['eer']:.2f}  AUC {r['auc']:.4f}"
+            f"{name}: 10-fold {100 * mean:.2f} +- {100 * std:.2f}  global {100 * accuracy:.2f} "
+            f"(cos > {threshold:.4f})  EER {100 * eer:.2f}  AUC {auc:.4f}"
         )
     print(f"reports in {args.out}")
     return 0

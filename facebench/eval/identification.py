@@ -114,7 +114,7 @@ def identification_metrics(
         "distractors": 0 if distractors is None else len(distractors),
         "mated_probes": int(mated.sum()),
         "non_mated_probes": int((~mated).sum()),
-        "cmc": {str(r): float(np.mean((rank >= 1) & (rank <= r))) for r in ranks},
+        schema.CMC: {str(r): float(np.mean((rank >= 1) & (rank <= r))) for r in ranks},
     }
     if (~mated).any():
         rates = rates_at_fpir(

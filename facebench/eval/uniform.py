@@ -103,13 +103,13 @@ def margin_metrics(
         schema.KIND: schema.UNIFORM,
         "samples": int(n),
         "classes_present": int(classes.size),
-        "sample_accuracy": float(right.mean()),
-        "uniform_accuracy": overall.get(0, 0) / n,
-        "uniform_threshold": t_star.get(0),
-        "class_wise_accuracy_sample_weighted": float(class_right.sum() / n),
-        "class_wise_accuracy_class_mean": float(np.mean(class_right / class_sizes)),
-        "learned_threshold": learned_threshold,
-        "uniform_accuracy_at_learned_threshold": None
+        schema.SAMPLE_ACCURACY: float(right.mean()),
+        schema.UNIFORM_ACCURACY: overall.get(0, 0) / n,
+        schema.UNIFORM_THRESHOLD: t_star.get(0),
+        schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED: float(class_right.sum() / n),
+        schema.CLASS_WISE_ACCURACY_CLASS_MEAN: float(np.mean(class_right / class_sizes)),
+        schema.LEARNED_THRESHOLD: learned_threshold,
+        schema.UNIFORM_ACCURACY_AT_LEARNED_THRESHOLD: None
         if learned_threshold is None
         else uniform_accuracy_at(pos, neg, learned_threshold),
     }

@@ -93,7 +93,7 @@ def evaluate_uniform_model(
             "pack": str(pack_path),
             "head": head.spec["name"] if hasattr(head, "spec") else type(head).__name__,
             "classes": int(head.num_classes),
-            "score_units": units,
+            schema.SCORE_UNITS: units,
             "flip_sum": flip_sum,
         }
     )

@@ -120,8 +120,8 @@ def ten_fold_accuracy(
         accuracies.append(float(correct / (n_gen[f] + n_imp[f])))
         best.append(float(thresholds[j]))
     return {
-        "accuracy_10fold_mean": float(np.mean(accuracies)),
-        "accuracy_10fold_std": float(np.std(accuracies)),
+        schema.ACCURACY_10FOLD_MEAN: float(np.mean(accuracies)),
+        schema.ACCURACY_10FOLD_STD: float(np.std(accuracies)),
         "accuracy_10fold_folds": accuracies,
         "threshold_10fold_dist": best,
         "threshold_10fold_cosine": [dist_to_cosine(t) for t in best],
@@ -310,11 +310,11 @@ def threshold_report(cos: np.ndarray, issame: np.ndarray) -> dict:
     return {
         "pairs": int(issame.size),
         "genuine_pairs": int(issame.sum()),
-        "impostor_pairs": int((~issame).sum()),
+        schema.IMPOSTOR_PAIRS: int((~issame).sum()),
         schema.GLOBAL_THRESHOLD: tau,
         schema.GLOBAL_ACCURACY: global_acc,
-        "eer": equal_error_rate(cos, issame),
-        "auc": roc_auc(cos, issame),
+        schema.EER: equal_error_rate(cos, issame),
+        schema.AUC: roc_auc(cos, issame),
         schema.TAR_AT_FAR: {k: v["tar"] for k, v in tars.items()},
         schema.TAR_AT_FAR_THRESHOLD: {k: v["threshold"] for k, v in tars.items()},
         schema.TAR_AT_FAR_FAR: {k: v["far"] for k, v in tars.items()},
@@ -354,7 +354,7 @@ def transfer_table(
         tau, _ = best_global_threshold(cos, issame)
         at_far = tar_at_far(cos, issame, (target_far,)).get(key)
         far_tau = None if at_far is None else at_far["threshold"]
-        entry = {"global_threshold": tau, "far_threshold": far_tau, "global": {}, "at_far": {}}
+        entry = {schema.GLOBAL_THRESHOLD: tau, "far_threshold": far_tau, "global": {}, "at_far": {}}
         for dst, (dst_cos, dst_same) in scores.items():
             dst_same = np.asarray(dst_same).astype(bool)
             entry["global"][dst] = apply_threshold(dst_cos, dst_same, tau)

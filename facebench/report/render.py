@@ -66,14 +66,17 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             + [
                 DASH
                 if r is None
-                else f"{_pct(r['accuracy_10fold_mean'])} ± {_pct(r['accuracy_10fold_std'])}"
+                else f"{_pct(r[schema.ACCURACY_10FOLD_MEAN])} ± "
+                f"{_pct(r[schema.ACCURACY_10FOLD_STD])}"
                 for r in got
             ]
         )
         rows.append(
             [f"{name}: global accuracy (τ cos)"]
             + [
-                DASH if r is None else f"{_pct(r['global_accuracy'])} ({r['global_threshold']:.3f})"
+                DASH
+                if r is None
+                else f"{_pct(r[schema.GLOBAL_ACCURACY])} ({r[schema.GLOBAL_THRESHOLD]:.3f})"
                 for r in got
             ]
         )
@@ -96,10 +99,10 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             )
     if any(run.uniform for run in runs):
         fields = (
-            ("sample-wise accuracy", "sample_accuracy", False),
-            ("uniform accuracy", "uniform_accuracy", False),
-            ("class-wise accuracy (weighted)", "class_wise_accuracy_sample_weighted", False),
-            ("uniform t*", "uniform_threshold", True),
+            ("sample-wise accuracy", schema.SAMPLE_ACCURACY, False),
+            ("uniform accuracy", schema.UNIFORM_ACCURACY, False),
+            ("class-wise accuracy (weighted)", schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED, False),
+            ("uniform t*", schema.UNIFORM_THRESHOLD, True),
             ("learned threshold", schema.LEARNED_THRESHOLD, True),
         )
         for label, key, is_score in fields:
@@ -108,7 +111,7 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
     if any(run.identification for run in runs):
         firsts = [next(iter(run.identification.values()), None) for run in runs]
         fpir = _strictest_key([r.get(schema.DIR_AT_FPIR, {}) for r in firsts if r is not None])
-        picks = [("rank-1 (closed set)", lambda r: r["cmc"].get("1"))]
+        picks = [("rank-1 (closed set)", lambda r: r[schema.CMC].get("1"))]
         if fpir is not None:
             picks.append((f"DIR@FPIR={fpir}", lambda r: r.get(schema.DIR_AT_FPIR, {}).get(fpir)))
         for label, pick in picks:
@@ -118,7 +121,7 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
 
 def _score(value, uniform: dict | None) -> str:
     """A class-score threshold, its units named when they are not cosine (e.g. w.x)."""
-    units = (uniform or {}).get("score_units", "cosine")
+    units = (uniform or {}).get(schema.SCORE_UNITS, "cosine")
     text = _num(value)
     return text if value is None or units == "cosine" else f"{text} ({units})"
 
@@ -129,27 +132,27 @@ def training_rows(runs: list[RunReports]) -> list[list[str]]:
         return []
     epochs, verdicts = ["epochs trained"], ["loss plateau (last epoch's change)"]
     for run in runs:
-        plateau = (run.training or {}).get("plateau")
+        plateau = (run.training or {}).get(schema.PLATEAU)
         if plateau is None:
             epochs.append(DASH)
             verdicts.append(DASH)
             continue
         epochs.append(str(plateau["epochs"]))
-        change = plateau["relative_change"]
+        change = plateau[schema.RELATIVE_CHANGE]
         text = DASH if change is None else f"{100 * change:+.2f}%"
-        verdicts.append(f"yes ({text})" if plateau["converged"] else f"**no** ({text})")
+        verdicts.append(f"yes ({text})" if plateau[schema.CONVERGED] else f"**no** ({text})")
     return [epochs, verdicts]
 
 
 def training_section(runs: list[RunReports], out_dir: str) -> list[str]:
     """The training loss of every run against epochs (one figure) and the plateau rule."""
-    present = [run for run in runs if run.training and run.training.get("epoch_losses")]
+    present = [run for run in runs if run.training and run.training.get(schema.EPOCH_LOSSES)]
     if not present:
         return []
-    curves = {run.name: run.training["epoch_losses"] for run in present}
-    done = {run.name: bool(run.training["plateau"]["converged"]) for run in present}
+    curves = {run.name: run.training[schema.EPOCH_LOSSES] for run in present}
+    done = {run.name: bool(run.training[schema.PLATEAU][schema.CONVERGED]) for run in present}
     path = figures.loss_figure(curves, done, os.path.join(out_dir, "figures", "training_loss.png"))
-    rule = present[0].training["plateau"]["rule"]
+    rule = present[0].training[schema.PLATEAU][schema.RULE]
     missed = [name for name, ok in done.items() if not ok]
     lines = ["## Training", "", f"Plateau rule: {rule}."]
     if missed:
@@ -174,7 +177,7 @@ def val_reachable(report: dict) -> bool:
     is chosen on the other 9 folds, which must hold at least 1 / FAR impostor pairs."""
     from facebench.eval.verification import N_FOLDS, VAL_FAR
 
-    training_part = report.get("impostor_pairs", 0) * (N_FOLDS - 1) / N_FOLDS
+    training_part = report.get(schema.IMPOSTOR_PAIRS, 0) * (N_FOLDS - 1) / N_FOLDS
     return training_part * VAL_FAR >= 1 - 1e-9
 
 
@@ -199,13 +202,13 @@ def verification_section(runs: list[RunReports], out_dir: str) -> list[str]:
         tar = r.get(schema.TAR_AT_FAR, {})
         val = r.get(schema.val_key(1e-3)) if val_reachable(r) else None
         rows.append(
-            [run.name, name, str(r["pairs"]), _pct(r["accuracy_10fold_mean"])]
+            [run.name, name, str(r["pairs"]), _pct(r[schema.ACCURACY_10FOLD_MEAN])]
             + ([_pct(val)] if with_val else [])
             + [_pct(r[schema.GLOBAL_ACCURACY]), _num(r[schema.GLOBAL_THRESHOLD])]
-            + [_pct(r["eer"]), _num(r["auc"])]
+            + [_pct(r[schema.EER]), _num(r[schema.AUC])]
             + [_pct(tar.get(k)) for k in fars]
         )
-    smallest = min(r.get("impostor_pairs", 0) for *_, r in reports)
+    smallest = min(r.get(schema.IMPOSTOR_PAIRS, 0) for *_, r in reports)
     lines = ["## Verification", ""]
     lines += [
         "TAR@FAR needs at least 1/FAR impostor pairs and VAL@FAR=1e-3 (10-fold) 1,000 in the 9",
@@ -230,14 +233,14 @@ def _dataset_figures(runs: list[RunReports], name: str, out_dir: str) -> list[st
         lines.append(f"![ROC {name}](figures/{os.path.basename(path)})")
     curves = {run.name: r["accuracy_curve"] for run, r in present if "accuracy_curve" in r}
     if curves:
-        marks = {run.name: r["global_threshold"] for run, r in present}
+        marks = {run.name: r[schema.GLOBAL_THRESHOLD] for run, r in present}
         path = os.path.join(out_dir, "figures", f"accuracy_{_slug(name)}.png")
         figures.accuracy_figure(curves, marks, name, path)
         lines.append(f"![accuracy vs threshold {name}](figures/{os.path.basename(path)})")
     for run, r in present:
         if "histogram" not in r:
             continue
-        marks = {"global threshold": r["global_threshold"]}
+        marks = {"global threshold": r[schema.GLOBAL_THRESHOLD]}
         marks["learned threshold"] = cosine_learned_threshold(run)
         path = os.path.join(out_dir, "figures", f"hist_{_slug(run.name)}_{_slug(name)}.png")
         figures.histogram_figure(r["histogram"], marks, f"{run.name} on {name}", path)
@@ -257,7 +260,7 @@ def transfer_section(runs: list[RunReports]) -> list[str]:
         lines += [f"### Threshold transfer: {run.name}", ""]
         lines += ["Accuracy at the global threshold chosen on the row's data set:", ""]
         rows = [
-            [f"{src} (τ {t['sources'][src]['global_threshold']:.3f})"]
+            [f"{src} (τ {t['sources'][src][schema.GLOBAL_THRESHOLD]:.3f})"]
             + [_pct(t["sources"][src]["global"][dst]["accuracy"]) for dst in names]
             for src in names
         ]
@@ -291,19 +294,19 @@ def uniform_section(runs: list[RunReports], out_dir: str) -> list[str]:
             [
                 run.name,
                 str(u["samples"]),
-                _pct(u["sample_accuracy"]),
-                _pct(u["uniform_accuracy"]),
-                _num(u["uniform_threshold"]),
-                _pct(u["class_wise_accuracy_sample_weighted"]),
-                _pct(u["class_wise_accuracy_class_mean"]),
-                _num(u.get("learned_threshold")),
-                _pct(u.get("uniform_accuracy_at_learned_threshold")),
-                u.get("score_units", DASH),
+                _pct(u[schema.SAMPLE_ACCURACY]),
+                _pct(u[schema.UNIFORM_ACCURACY]),
+                _num(u[schema.UNIFORM_THRESHOLD]),
+                _pct(u[schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED]),
+                _pct(u[schema.CLASS_WISE_ACCURACY_CLASS_MEAN]),
+                _num(u.get(schema.LEARNED_THRESHOLD)),
+                _pct(u.get(schema.UNIFORM_ACCURACY_AT_LEARNED_THRESHOLD)),
+                u.get(schema.SCORE_UNITS, DASH),
             ]
         )
         if "histogram" in u:
             path = os.path.join(out_dir, "figures", f"uniform_{_slug(run.name)}.png")
-            marks = {"t*": u["uniform_threshold"], "learned": u.get("learned_threshold")}
+            marks = {"t*": u[schema.UNIFORM_THRESHOLD], "learned": u.get(schema.LEARNED_THRESHOLD)}
             labels = ("positive", "max_negative", "own-class score", "hardest other score")
             figures.histogram_figure(
                 u["histogram"], marks, f"{run.name}: class scores", path, labels
@@ -321,14 +324,14 @@ def ijb_section(runs: list[RunReports]) -> list[str]:
                 continue
             tar = r.get(schema.TAR_AT_NEAREST_FAR, {})
             one_n = "; ".join(
-                f"{g}: rank-1 {_pct(v['cmc']['1'])}, "
+                f"{g}: rank-1 {_pct(v[schema.CMC]['1'])}, "
                 f"TPIR@1e-2 {_pct(v.get(schema.DIR_AT_FPIR, {}).get(schema.rate_key(1e-2)))}"
                 for g, v in r.get("one_to_n", {}).items()
             )
             rows.append(
                 [run.name, name]
                 + [_pct(tar.get(k)) for k in _rates((1e-6, 1e-5, 1e-4, 1e-3))]
-                + [_num(r["auc"]), one_n or DASH]
+                + [_num(r[schema.AUC]), one_n or DASH]
             )
     if not rows:
         return []
@@ -344,7 +347,7 @@ def identification_section(runs: list[RunReports]) -> list[str]:
             dirs = r.get(schema.DIR_AT_FPIR, {})
             rows.append(
                 [run.name, name, str(r["gallery_size"]), str(r["distractors"]), r["factory"]]
-                + [_pct(r["cmc"].get(k)) for k in ("1", "5", "10")]
+                + [_pct(r[schema.CMC].get(k)) for k in ("1", "5", "10")]
                 + [_pct(dirs.get(k)) for k in _rates((1e-3, 1e-2, 1e-1))]
                 + [_num(r.get("recall_at_1_vs_exact"))]
             )

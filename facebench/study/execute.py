@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from facebench import schema
 from facebench.errors import DataError
 from facebench.fileio import check_output_dir, write_json, write_text
 from facebench.runs import process_pool
@@ -56,9 +57,9 @@ SIZES = {
 
 
 def _log_result(done: int, total: int, result: dict) -> None:
-    shown = ("sample_accuracy", "uniform_accuracy", "verification_global_accuracy")
+    shown = (schema.SAMPLE_ACCURACY, schema.UNIFORM_ACCURACY, "verification_global_accuracy")
     values = ", ".join(f"{m}={result[m]:.4f}" for m in shown if result.get(m) is not None)
-    state = "converged" if result.get("converged") else "NOT converged"
+    state = schema.CONVERGED if result.get(schema.CONVERGED) else "NOT converged"
     if "error" in result:
         values = f"FAILED: {result['error']}"
     log.info(
@@ -191,7 +192,7 @@ def run_study(
             write_json(out / "budget_check.json", budgets)
             labels = {h.key: h.label for h in heads}
             write_text(out / "budget_check.md", report.budget_markdown(budgets, labels))
-            unjudged = frozenset(k for k, b in budgets.items() if not b["converged"])
+            unjudged = frozenset(k for k, b in budgets.items() if not b[schema.CONVERGED])
         summary["settings"] = settings
         summary["tuning_runs"] = tuned
         write_json(out / "settings.json", settings)

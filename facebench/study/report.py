@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from facebench import schema
 from facebench.fileio import atomic_path
 from facebench.study.heads import COMPARISONS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
 from facebench.study.measure import OPEN_SET_FARS, tar_field, tar_label
@@ -20,9 +21,9 @@ from facebench.study.stats import (
 
 #: (result key, column name, task that measures it).
 METRICS = (
-    ("sample_accuracy", "sample-wise acc", "closed"),
-    ("class_wise_accuracy_sample_weighted", "class-wise acc", "closed"),
-    ("uniform_accuracy", "uniform acc", "closed"),
+    (schema.SAMPLE_ACCURACY, "sample-wise acc", "closed"),
+    (schema.CLASS_WISE_ACCURACY_SAMPLE_WEIGHTED, "class-wise acc", "closed"),
+    (schema.UNIFORM_ACCURACY, "uniform acc", "closed"),
     ("t_star", "t*", "closed"),
     ("decision_point", "decision point", "closed"),
     ("uniform_accuracy_at_decision_point", "uniform acc at decision point", "closed"),
@@ -35,8 +36,8 @@ METRICS = (
 )
 #: The paper's claims: (claim, metric, higher is better).
 CLAIMS = (
-    ("(1) uniform accuracy", "uniform_accuracy", True),
-    ("(2) sample-wise accuracy", "sample_accuracy", True),
+    ("(1) uniform accuracy", schema.UNIFORM_ACCURACY, True),
+    ("(2) sample-wise accuracy", schema.SAMPLE_ACCURACY, True),
     ("(4) compact features", "intra_class_cosine", True),
     ("(4) separated classes", "inter_class_cosine_mean", False),
     ("(4) separated classes (closest pair)", "inter_class_cosine_max", False),
@@ -49,7 +50,7 @@ CLAIMS = (
 #: own-class scores) lies inside ±THRESHOLD_TOLERANCE, "not at t*" when it lies outside.
 THRESHOLD_TOLERANCE = 0.1
 THRESHOLD_FIELDS = (
-    "uniform_accuracy",
+    schema.UNIFORM_ACCURACY,
     "uniform_accuracy_at_decision_point",
     "t_star",
     "decision_point",
@@ -71,7 +72,7 @@ def per_seed(results: dict, runs: list, head: StudyHead, task: str, metric: str)
 def all_converged(results: dict, runs: list, head_keys: set, task: str) -> bool:
     """Whether every finished run of these heads on ``task`` ended on a plateau."""
     done = [r for r in runs if r.head.key in head_keys and r.task == task and r.key in results]
-    return bool(done) and all(results[r.key].get("converged") for r in done)
+    return bool(done) and all(results[r.key].get(schema.CONVERGED) for r in done)
 
 
 def summarize(heads, results: dict, runs: list) -> list[dict]:
@@ -85,7 +86,7 @@ def summarize(heads, results: dict, runs: list) -> list[dict]:
             done = [r for r in runs if r.head.key == head.key and r.task == task]
             done = [r for r in done if r.key in results]
             row[f"{task}_runs"] = len(done)
-            row[f"{task}_converged"] = sum(bool(results[r.key].get("converged")) for r in done)
+            row[f"{task}_converged"] = sum(bool(results[r.key].get(schema.CONVERGED)) for r in done)
         rows.append(row)
     return rows
 
@@ -168,7 +169,7 @@ def judge_thresholds(heads, results: dict, runs: list, unjudged: frozenset = fro
                 "distance": mean_interval([star[s] - point[s] for s in seeds]),
                 "distance_in_spreads": scaled,
                 "accuracy_cost": mean_interval(
-                    [values["uniform_accuracy"][s] - at_point[s] for s in seeds]
+                    [values[schema.UNIFORM_ACCURACY][s] - at_point[s] for s in seeds]
                 ),
                 "verdict": verdict,
             }
@@ -249,7 +250,7 @@ def sweep_points(heads, results: dict, runs: list) -> dict:
         if head.key not in SWEEP_HEADS:
             continue
         points[head.key] = {}
-        for metric in ("uniform_accuracy", "sample_accuracy"):
+        for metric in (schema.UNIFORM_ACCURACY, schema.SAMPLE_ACCURACY):
             series = []
             for gamma in SWEEP_SCALES:
                 picked = [r for r in runs if r.scale == gamma and r.task == "closed"]
@@ -268,7 +269,10 @@ def plot_sweep(points: dict, labels: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    titles = {"uniform_accuracy": "uniform accuracy", "sample_accuracy": "sample-wise accuracy"}
+    titles = {
+        schema.UNIFORM_ACCURACY: "uniform accuracy",
+        schema.SAMPLE_ACCURACY: "sample-wise accuracy",
+    }
     for ax, (metric, title) in zip(axes, titles.items(), strict=True):
         for key, series in points.items():
             shown = [(g, p) for g, p in zip(SWEEP_SCALES, series[metric], strict=True) if p]
@@ -304,14 +308,16 @@ def tuning_markdown(heads, runs: list, results: dict) -> str:
         r = results.get(run.key)
         if r is None:
             continue
-        change = (r.get("convergence") or {}).get("relative_change")
+        change = (r.get("convergence") or {}).get(schema.RELATIVE_CHANGE)
         cells = [
             labels[run.head.key],
             f"{run.lr:g}",
             "—" if run.scale is None else f"{run.scale:g}",
-            _number(r.get("sample_accuracy"), 4),
-            _number(r.get("uniform_accuracy"), 4),
-            "error: " + r["error"] if "error" in r else ("yes" if r.get("converged") else "no"),
+            _number(r.get(schema.SAMPLE_ACCURACY), 4),
+            _number(r.get(schema.UNIFORM_ACCURACY), 4),
+            "error: " + r["error"]
+            if "error" in r
+            else ("yes" if r.get(schema.CONVERGED) else "no"),
             "—" if change is None else f"{change:+.2%}",
             _number(r.get("train_seconds"), 0),
             _number(r.get("train_cpu_seconds"), 0),
@@ -369,6 +375,6 @@ def budget_markdown(budgets: dict, labels: dict) -> str:
         cells = [_interval(b["changes"][m], 4) for m in BUDGET_METRICS]
         lines.append(
             f"| {labels[key]} | {len(b['seeds'])} | {cells[0]} | {cells[1]} "
-            f"| {'yes' if b['converged'] else 'NO: not judged'} |"
+            f"| {'yes' if b[schema.CONVERGED] else 'NO: not judged'} |"
         )
     return "\n".join(lines) + "\n"

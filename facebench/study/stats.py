@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from scipy import stats as _scipy_stats
 
+from facebench import schema
+
 CONFIDENCE = 0.95
 VERDICTS = ("held", "reversed", "not resolved", "not judged")
 
@@ -115,7 +117,7 @@ def adjusted_verdict(verdict: str, mean: float | None, p: float | None, sign: fl
 #: shape) moves its mean validation sample-wise and uniform accuracy, paired by seed over >= 2
 #: seeds, by less than this (absolute).
 BUDGET_TOLERANCE = 0.01
-BUDGET_METRICS = ("sample_accuracy", "uniform_accuracy")
+BUDGET_METRICS = (schema.SAMPLE_ACCURACY, schema.UNIFORM_ACCURACY)
 
 
 def budget_converged(at_b: dict[int, dict], at_2b: dict[int, dict]) -> dict:
@@ -126,4 +128,4 @@ def budget_converged(at_b: dict[int, dict], at_2b: dict[int, dict]) -> dict:
     converged = len(seeds) >= 2 and all(
         c is not None and abs(c["mean"]) < BUDGET_TOLERANCE for c in changes.values()
     )
-    return {"seeds": seeds, "changes": changes, "converged": converged}
+    return {"seeds": seeds, "changes": changes, schema.CONVERGED: converged}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from facebench import schema
+
 #: Largest relative change of the epoch-mean loss between the last two epochs of a plateau.
 PLATEAU_TOLERANCE = 0.02
 #: A change within this many standard errors of the difference of the two means is noise.
@@ -64,21 +66,21 @@ def plateau_report(
     if standard_error is not None:
         rule += f" or within {NOISE_STANDARD_ERRORS:g} standard errors of the difference"
     report = {
-        "rule": rule,
+        schema.RULE: rule,
         "tolerance": tolerance,
         "epochs": len(epoch_means),
         "last_epoch_loss": None,
         "previous_epoch_loss": None,
-        "relative_change": None,
+        schema.RELATIVE_CHANGE: None,
         "relative_noise": None,
-        "converged": False,
+        schema.CONVERGED: False,
     }
     if len(epoch_means) < 2:
         return report
     previous, last = float(epoch_means[-2]), float(epoch_means[-1])
     report.update(last_epoch_loss=last, previous_epoch_loss=previous)
     if not (math.isfinite(previous) and math.isfinite(last)) or previous == 0.0:
-        report["converged"] = bool(previous == last == 0.0)
+        report[schema.CONVERGED] = bool(previous == last == 0.0)
         return report
     change = (last - previous) / abs(previous)
     converged = abs(change) <= tolerance
@@ -101,4 +103,4 @@ def training_converged(result, tolerance: float = PLATEAU_TOLERANCE) -> dict:
         last = result.losses[end - per_epoch : end]
         previous = result.losses[end - 2 * per_epoch : end - per_epoch]
         error = difference_standard_error(previous, last)
-    return {**plateau_report(means, tolerance, error), "epoch_losses": means}
+    return {**plateau_report(means, tolerance, error), schema.EPOCH_LOSSES: means}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facebench import schema
 from facebench.fileio import append_text, write_text
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class LogRecordsHook(Hook):
             "images_per_s": self._images / max(self._seconds, 1e-9),
             "grad_norm": info["grad_norm"],
             "skipped_steps": self._skipped,
-            "learned_threshold": threshold,
+            schema.LEARNED_THRESHOLD: threshold,
         }
         if trainer.scaler.enabled:
             record["loss_scale"] = trainer.scaler.scale
@@ -163,16 +164,6 @@ class VerificationHook(Hook):
     wait). Each report's headline fields become a log record (and the trainer's ``metrics``);
     the last evaluation writes ``RUN_DIR/reports/`` exactly as ``facebench verify`` does."""
 
-    #: Report fields copied into the training log.
-    LOGGED_FIELDS = (
-        "accuracy_10fold_mean",
-        "accuracy_10fold_std",
-        "global_accuracy",
-        "global_threshold",
-        "eer",
-        "auc",
-    )
-
     def __init__(self, every: int, bins: list[str], batch_size: int):
         self.every = every
         self.paths = list(bins)
@@ -192,10 +183,7 @@ class VerificationHook(Hook):
             return
         if trainer.ctx.is_main:
             reports = self._reports(trainer, write_reports)
-            trainer.metrics = {
-                name: {k: report.get(k) for k in self.LOGGED_FIELDS}
-                for name, report in reports.items()
-            }
+            trainer.metrics = {name: schema.headline(report) for name, report in reports.items()}
             for name, summary in trainer.metrics.items():
                 trainer.emit({"step": trainer.step, "bin": name, **summary})
         trainer.ctx.barrier()

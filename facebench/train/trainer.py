@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from facebench import distributed as dist
+from facebench import schema
 from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
 from facebench.errors import ConfigError, ModelError, WriteError
 from facebench.fileio import exclusive
@@ -461,8 +462,8 @@ class Trainer:
         metadata = {
             "recipe": self.recipe.name,
             "head": self.recipe.head.name,
-            "learned_threshold": None if threshold is None else threshold.value,
-            "learned_threshold_units": None if threshold is None else threshold.units,
+            schema.LEARNED_THRESHOLD: None if threshold is None else threshold.value,
+            schema.LEARNED_THRESHOLD_UNITS: None if threshold is None else threshold.units,
             "steps": self.step,
             "num_classes": self.num_classes,
         }
