@@ -406,8 +406,9 @@ def _read_sections(gallery: Gallery, f, path: str, sections: dict) -> None:
 
 
 def lists_path_of(index_path: str) -> str:
-    """The inverted-lists file of an on-disk gallery: ``INDEX.ivfdata``, absolute."""
-    return os.path.abspath(index_path) + ".ivfdata"
+    """The inverted-lists file of an on-disk gallery: ``INDEX.ivfdata``, absolute, beside the
+    file a symbolic link ``index_path`` points to (where the index itself is written)."""
+    return os.path.realpath(index_path) + ".ivfdata"
 
 
 def decide(cosines: np.ndarray, identities: np.ndarray, threshold: float) -> list:

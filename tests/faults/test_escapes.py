@@ -129,15 +129,15 @@ def test_a_symlink_loop_is_refused(tmp_path):
     assert loop.is_symlink()
 
 
-def test_index_add_through_a_symlink_extends_the_real_gallery(tmp_path, capsys):
+@pytest.mark.parametrize("options", [[], ["--factory", "IVF1,Flat", "--on-disk"]])
+def test_index_add_through_a_symlink_extends_the_real_gallery(tmp_path, capsys, options):
     rng = np.random.default_rng(0)
     for name, rows in (("g", 6), ("p", 4)):
         x = rng.normal(size=(rows, 8)).astype(np.float32)
         save_embeddings(str(tmp_path / f"{name}.npy"), x, {"identities": list(range(rows))})
     real = tmp_path / "real" / "g.index"
-    assert (
-        main(["index", "build", "--embeddings", str(tmp_path / "g.npy"), "--out", str(real)]) == 0
-    )
+    build = ["index", "build", "--embeddings", str(tmp_path / "g.npy"), "--out", str(real)]
+    assert main([*build, *options]) == 0
     link = tmp_path / "link.index"
     link.symlink_to(real)
     assert (
@@ -145,3 +145,11 @@ def test_index_add_through_a_symlink_extends_the_real_gallery(tmp_path, capsys):
     )
     assert link.is_symlink() and os.path.realpath(link) == str(real)
     assert len(Gallery.load(str(real))) == 10
+    assert sorted(os.listdir(tmp_path)) == [
+        "g.json",
+        "g.npy",
+        "link.index",
+        "p.json",
+        "p.npy",
+        "real",
+    ]
