@@ -56,8 +56,21 @@ def _datasets(runs: list[RunReports], kind: str) -> list[str]:
     return names
 
 
+#: A rate in the headline table has at least this many impostor pairs (non-mated probes) past
+#: its threshold: TAR@FAR is shown where a bin holds 10 / FAR impostor pairs, DIR@FPIR where a
+#: gallery search has 10 / FPIR non-mated probes (one or two pairs would decide a rate).
+HEADLINE_MIN_PAST = 10
+
+
+def headline_rates(rates: dict, count: int) -> dict:
+    """The entries of ``rates`` (rate key -> value) whose target leaves at least
+    ``HEADLINE_MIN_PAST`` of ``count`` impostor pairs or non-mated probes past the threshold."""
+    return {k: v for k, v in rates.items() if float(k) * count >= HEADLINE_MIN_PAST - 1e-9}
+
+
 def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
-    """One row per headline metric, one column per run (percent unless noted)."""
+    """One row per headline metric, one column per run (percent unless noted); a rate only at
+    a target that rests on enough pairs in every run (`headline_rates`)."""
     rows = []
     for name in _datasets(runs, schema.VERIFICATION):
         got = [run.verification.get(name) for run in runs]
@@ -80,7 +93,11 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
                 for r in got
             ]
         )
-        tars = [r.get(schema.TAR_AT_FAR, {}) for r in got if r is not None]
+        tars = [
+            headline_rates(r.get(schema.TAR_AT_FAR, {}), r.get(schema.IMPOSTOR_PAIRS, 0))
+            for r in got
+            if r is not None
+        ]
         far = _strictest_key(tars)
         if far is not None:
             rows.append(
@@ -93,7 +110,13 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             rows.append(
                 [f"{name}: TAR@FAR={key}"]
                 + [
-                    DASH if r is None else _pct(r.get(schema.TAR_AT_NEAREST_FAR, {}).get(key))
+                    DASH
+                    if r is None
+                    else _pct(
+                        headline_rates(
+                            r.get(schema.TAR_AT_NEAREST_FAR, {}), r.get(schema.IMPOSTOR_PAIRS, 0)
+                        ).get(key)
+                    )
                     for r in got
                 ]
             )
@@ -110,7 +133,12 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             rows.append([label] + [_score(*c) if is_score else _pct(c[0]) for c in cells])
     if any(run.identification for run in runs):
         firsts = [next(iter(run.identification.values()), None) for run in runs]
-        fpir = _strictest_key([r.get(schema.DIR_AT_FPIR, {}) for r in firsts if r is not None])
+        dirs = [
+            headline_rates(r.get(schema.DIR_AT_FPIR, {}), r.get("non_mated_probes", 0))
+            for r in firsts
+            if r is not None
+        ]
+        fpir = _strictest_key(dirs)
         picks = [("rank-1 (closed set)", lambda r: r[schema.CMC].get("1"))]
         if fpir is not None:
             picks.append((f"DIR@FPIR={fpir}", lambda r: r.get(schema.DIR_AT_FPIR, {}).get(fpir)))

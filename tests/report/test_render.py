@@ -14,6 +14,7 @@ from facebench.eval.uniform import uniform_metrics
 from facebench.eval.verification import evaluate_verification, transfer_table
 from facebench.fileio import read_json, write_json
 from facebench.report import comparison_table, render_report
+from facebench.report.render import headline_rates
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -134,3 +135,21 @@ def test_training_plateau_units_and_reachable_rates(tmp_path):
     # ~200 impostor pairs per bin: TAR@FAR=1e-2 is reachable, 1e-3 and VAL@1e-3 are not
     header = next(line for line in text.splitlines() if line.startswith("| model | data set"))
     assert "TAR@1e-02" in header and "TAR@1e-03" not in header and "VAL@1e-3" not in header
+
+
+def test_headline_rates_rest_on_ten_pairs_past_their_threshold(tmp_path):
+    assert headline_rates({"1e-02": 0.5, "1e-01": 0.7}, 1000) == {"1e-02": 0.5, "1e-01": 0.7}
+    assert headline_rates({"1e-02": 0.5, "1e-01": 0.7}, 999) == {"1e-01": 0.7}
+    run = write_run(str(tmp_path / "bce"), 0.8, 1)
+    lfw = read_json(os.path.join(run, "reports", "lfw.json"))
+    ident = read_json(os.path.join(run, "reports", "identification.json"))
+    # about 200 impostor pairs and 200 non-mated probes: a rate at 1e-2 would rest on 2 of them
+    assert 1e-2 * lfw["impostor_pairs"] < 10 <= 1e-1 * lfw["impostor_pairs"]
+    assert 1e-2 * ident["non_mated_probes"] < 10 <= 1e-1 * ident["non_mated_probes"]
+    assert (
+        "1e-02" in lfw["tar_at_far"] and "1e-02" in ident["dir_at_fpir"]
+    )  # reported, not headline
+    table = comparison_table([run])
+    assert f"| lfw: TAR@FAR=1e-01 | {100 * lfw['tar_at_far']['1e-01']:.2f} |" in table
+    assert f"| DIR@FPIR=1e-01 | {100 * ident['dir_at_fpir']['1e-01']:.2f} |" in table
+    assert "=1e-02" not in table
