@@ -49,7 +49,7 @@ def _init_worker(parent: int, threads: int) -> None:
     only."""
     import torch
 
-    from facebench.data.synthetic import worker_init
+    from facebench.procs import worker_init
 
     worker_init(parent)
     torch.set_num_threads(threads)
