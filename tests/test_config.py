@@ -1,10 +1,14 @@
 """Recipes: every shipped recipe loads; extends, overrides, validation and data paths."""
 
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 
 from facebench.config import (
+    BackboneOptions,
+    Recipe,
     load_recipe,
     parse_value,
     recipe_from_dict,
@@ -12,6 +16,7 @@ from facebench.config import (
     save_recipe,
 )
 from facebench.errors import ConfigError
+from facebench.models import backbone_options, list_backbones
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPES = sorted(RECIPE_DIR.rglob("*.yaml"))
@@ -161,3 +166,29 @@ def test_saved_recipe_round_trips(tmp_path):
     save_recipe(recipe, tmp_path / "recipe.yaml")
     assert load_recipe(tmp_path / "recipe.yaml") == recipe
     assert recipe_from_dict(recipe.to_dict()) == recipe
+
+
+def _fields(cls):
+    """(dotted key, field, annotation) of every leaf of a schema dataclass."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            for key, sub, hint in _fields(hints[f.name]):
+                yield f"{f.name}.{key}", sub, hint
+        else:
+            yield f.name, f, hints[f.name]
+
+
+def test_every_number_of_the_schema_has_a_stated_range():
+    numbers = [int, float, int | None, float | None, list[int], list[float]]
+    for cls in (Recipe, BackboneOptions):
+        for key, f, hint in _fields(cls):
+            if hint in numbers:
+                assert {"min", "above"} & set(f.metadata), key
+                assert {"max", "below"} & set(f.metadata), key
+
+
+def test_every_backbone_option_is_in_the_schema():
+    schema = {f.name for f in dataclasses.fields(BackboneOptions)} | {"embedding_size"}
+    for name in list_backbones():
+        assert set(backbone_options(name)) <= schema, name

@@ -1,5 +1,7 @@
 """The quickstart's training is bit-identical across runs and whether a head trains in this
-process or in a spawned worker (one intra-op thread, deterministic algorithms)."""
+process or in a spawned worker (one intra-op thread, deterministic algorithms), on one machine
+and kernel set: the workers inherit this process's CPU and ATEN_CPU_CAPABILITY; another CPU or
+kernel set gives other last bits (docs/reproducibility.md)."""
 
 import json
 
