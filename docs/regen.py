@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MARKER = ".regen"  # the file that makes a folder a regen work folder (which regen may clear)
 STATE = "regen.json"  # the quickstart's size, time and machine, kept beside it
-KEPT = {MARKER, STATE, "facebench-data", "quickstart"}  # what a rerun keeps in the work folder
+#: what a rerun keeps in the work folder (the quickstart and its state only if it finished)
+KEPT = {MARKER, STATE, "facebench-data", "quickstart"}
 
 
 @dataclass(frozen=True)
@@ -198,13 +199,14 @@ class Work:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / MARKER).write_text("a docs/regen.py work folder: regen may clear it\n")
         state = self.state()
-        if state.get("size", size) != size:
+        if self.finished() and state.get("size", size) != size:
             raise RegenError(
                 f"{path}: holds a {state['size']}-size quickstart; give another --work for the "
                 f"{size} size"
             )
+        kept = KEPT if self.finished() else KEPT - {"quickstart", STATE}
         for entry in self.path.iterdir():
-            if entry.name in KEPT and not (entry.name == "quickstart" and not self.finished()):
+            if entry.name in kept:
                 continue
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -249,6 +251,8 @@ class Work:
             tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-20:])
             raise RegenError(f"`{command}` failed with exit status {proc.returncode}:\n{tail}")
         if command.startswith("facebench quickstart"):
+            if not self.finished():
+                raise RegenError(f"`{command}` wrote no quickstart/report.md")
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
             state = {
@@ -271,8 +275,10 @@ class Work:
         """Every block's transcript, the commands run in order."""
         result = {}
         for name, steps in BLOCKS.items():
-            print(f"regen: {name}", file=sys.stderr, flush=True)
+            started = time.perf_counter()
             result[name] = "\n".join(f"$ {self.shown(s)}\n{self.run(s)}" for s in steps).rstrip()
+            seconds = time.perf_counter() - started
+            print(f"regen: {name} ({seconds:.0f} s)", file=sys.stderr, flush=True)
         return result
 
     def facts(self) -> dict[str, str]:

@@ -121,10 +121,14 @@ def test_the_work_folder_is_regens_own_and_a_rerun_keeps_data_and_a_finished_qui
     assert again.finished() and not (again.path / "reports").exists()
     assert (again.path / "recipes").resolve() == REGEN.parent.parent / "recipes"
 
+    (again.path / regen.STATE).write_text('{"size": "quick", "wall_s": 1}')
     (again.path / "quickstart" / "report.md").unlink()  # an unfinished quickstart is cleared
-    assert not regen.Work(work.path, "quick").path.joinpath("quickstart").exists()
+    cleared = regen.Work(work.path, "quick")
+    assert not (cleared.path / "quickstart").exists() and cleared.state() == {}
 
-    (work.path / regen.STATE).write_text('{"size": "quick"}')
+    for name in ("quickstart/report.md", regen.STATE):
+        (work.path / name).parent.mkdir(exist_ok=True)
+        (work.path / name).write_text('{"size": "quick"}')
     with pytest.raises(regen.RegenError, match="holds a quick-size quickstart"):
         regen.Work(work.path, "default")
 
