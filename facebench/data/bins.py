@@ -13,8 +13,10 @@ import io
 import math
 import os
 import pickle
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -51,15 +53,33 @@ def _empty_bytes(*args) -> bytes:
     return b""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
     """Resolves only the globals in ``_ALLOWED_GLOBALS``; anything else is refused unrun. The
     calls that could build more than the pickle holds (``bytearray(n)``, ``_reconstruct`` of a
-    large empty array, a chain of expanding codecs) are bounded by the file's ``size``."""
+    large empty array, a chain of expanding codecs) are bounded by the file's ``size``.
+
+    The pure-Python unpickler: it reads what an opcode announces from the file (never more
+    than the file holds) and keeps its memo in a dict, where the C one allocates the announced
+    length or memo index first (``BINBYTES8`` of 2^40 bytes in a 14-byte file)."""
 
     def __init__(self, file, path: str, size: int):
         super().__init__(file, encoding="bytes")
         self.path = path
         self.size = size
+
+    def _load_bytearray8(self) -> None:
+        """``BYTEARRAY8``, its length bounded first (``pickle._Unpickler`` allocates it)."""
+        (length,) = struct.unpack("<Q", self.read(8))
+        self._bounded("bytearray", length)
+        data = self.read(length)
+        if len(data) != length:
+            raise pickle.UnpicklingError(f"bytearray of {length} bytes cut short")
+        self.append(bytearray(data))
+
+    dispatch: ClassVar[dict] = {
+        **pickle._Unpickler.dispatch,
+        pickle.BYTEARRAY8[0]: _load_bytearray8,
+    }
 
     def persistent_load(self, pid):
         raise DataError(f"{self.path}: holds a persistent id, which no bin pickle has")
