@@ -46,7 +46,7 @@ class Step:
     """One command; ``{synth}``, ``{quick}`` and ``{train}`` are filled in per size."""
 
     command: str
-    stderr: bool = False  # show its stderr too (it carries a line worth reading)
+    stderr: bool = False  # show its stderr too, in place (it carries a line worth reading)
 
 
 #: What differs between the two sizes: the quickstart's size flag, the synthetic data folder it
@@ -160,10 +160,10 @@ def mask(text: str) -> str:
     return "\n".join(lines)
 
 
-def clean_stderr(text: str) -> str:
-    """A command's stderr without its progress bars (each line as last drawn, bars dropped)."""
+def without_bars(text: str) -> str:
+    """A command's output without its progress bars (each line as last drawn, bars dropped)."""
     lines = (line.rsplit("\r", 1)[-1].rstrip() for line in text.splitlines())
-    return "\n".join(line for line in lines if line and not PROGRESS_BAR.search(line))
+    return "\n".join(line for line in lines if not PROGRESS_BAR.search(line)).strip("\n")
 
 
 def machine() -> str:
@@ -245,7 +245,12 @@ class Work:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(
-            ["bash", "-c", command], cwd=self.path, env=self.env, capture_output=True, text=True
+            ["bash", "-c", command],
+            cwd=self.path,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if step.stderr else subprocess.PIPE,
+            text=True,
         )
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-20:])
@@ -260,10 +265,10 @@ class Work:
                 "wall_s": round(time.perf_counter() - started, 1),
                 "cpu_s": round(cpu, 1),
                 "machine": machine(),
-                "log": self.relative(clean_stderr(proc.stderr)),
+                "log": self.relative(without_bars(proc.stderr)),
             }
             (self.path / STATE).write_text(json.dumps(state, indent=1) + "\n")
-        output = proc.stdout + (clean_stderr(proc.stderr) + "\n" if step.stderr else "")
+        output = without_bars(proc.stdout) if step.stderr else proc.stdout
         return self.relative(output.rstrip())
 
     def relative(self, text: str) -> str:

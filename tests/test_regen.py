@@ -97,9 +97,9 @@ def test_check_names_refuses_unknown_and_missing_blocks(regen):
         regen.check_names({"README.md": every.replace("regen:study", "regen:machine")})
 
 
-def test_clean_stderr_keeps_log_lines_and_drops_progress_bars(regen):
-    err = "synth: 10%|#  | 1/10\rsynth: 100%|###| 10/10\nbce_u: 12 epochs (plateau), 120 s\n\n"
-    assert regen.clean_stderr(err) == "bce_u: 12 epochs (plateau), 120 s"
+def test_without_bars_keeps_log_lines_and_drops_progress_bars(regen):
+    err = "synth: 10%|#  | 1/10\rsynth: 100%|###| 10/10\nbce_u: 12 epochs, 120 s\n\narcface\n\n"
+    assert regen.without_bars(err) == "bce_u: 12 epochs, 120 s\n\narcface"
 
 
 def test_the_work_folder_is_regens_own_and_a_rerun_keeps_data_and_a_finished_quickstart(
