@@ -69,7 +69,8 @@ def check_backbone(name: str, embedding_size: int, options: dict) -> int:
         )
     if embedding_size < 1:
         raise ConfigError(f"backbone {name!r}: embedding_size must be >= 1, got {embedding_size}")
-    check_backbone_options(options, f"backbone {name!r}")
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+    check_backbone_options(options, f"backbone {name!r}")  # YAML lists; tuples from Python
     frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()))
     count = _parameter_count(name, embedding_size, frozen)
     if count > MAX_PARAMETERS:
