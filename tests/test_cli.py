@@ -16,6 +16,14 @@ def test_help_lists_every_command(capsys):
         assert name in out
 
 
+def test_help_names_every_registered_head():
+    from facebench.cli import DESCRIPTION
+    from facebench.heads import list_heads
+
+    missing = [head for head in list_heads() if head not in DESCRIPTION]
+    assert not missing, f"facebench --help does not name the heads {missing}"
+
+
 def test_no_command_prints_help_and_fails(capsys):
     assert main([]) == 2
     assert "usage: facebench" in capsys.readouterr().out
