@@ -68,16 +68,14 @@ def test_header_label_that_disagrees_with_the_identity_records(pack, tmp_path, o
     assert str(batch.value) == str(item.value)
 
 
-@pytest.mark.parametrize("bit", [11, 28])
-def test_flipped_length_bit_runs_into_the_next_record(pack, tmp_path, one_line_error, bit):
+def test_flipped_length_bit_runs_into_the_next_record(pack, tmp_path, one_line_error):
     offset = index_of(pack)[5]
     data = bytearray((pack / "train.rec").read_bytes())
     (lrec,) = struct.unpack_from("<I", data, offset + 4)
-    struct.pack_into("<I", data, offset + 4, lrec ^ (1 << bit))
+    struct.pack_into("<I", data, offset + 4, lrec ^ (1 << 11))  # 2 KiB more: keys 6..8
     (pack / "train.rec").write_bytes(bytes(data))
     out = tmp_path / "f"
-    line = one_line_error(["data", "to-folder", str(pack), "--out", str(out)], "key 5")
-    assert "next record" in line or "truncated" in line, line
+    one_line_error(["data", "to-folder", str(pack), "--out", str(out)], "key 5", "next record")
     assert not out.exists()
     with pytest.raises(DataError, match="key 5"):
         PackDataset(str(pack)).__getitems__([3, 4, 5])
