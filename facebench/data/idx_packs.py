@@ -8,6 +8,8 @@ Writes, under ``out``:
   open/train                  pack of the open-set training classes only (train split, labels 0..)
   open/heldout.bin            verification bin from the other classes' test images, LFW layout:
                               10 folds x (n genuine pairs, then n impostor pairs)
+  open/p<k>/train, .../heldout.bin   the same for the k-th of ``open_partitions`` (its own
+                              classes, pairs drawn with its own seed)
   split.json                  what was written: classes, label maps, counts, seed
 Images are stored lossless (PNG) at their own size (28x28), grey replicated to 3 channels.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,19 +100,22 @@ def draw_lfw_pairs(
 def convert_idx_set(
     src: str | os.PathLike,
     out: str | os.PathLike,
-    open_train_classes: list[int],
+    open_train_classes: list[int] | None,
     train_per_class: int | None = None,
     test_per_class: int | None = None,
     pairs_per_half: int = 300,
     seed: int = 0,
     val_per_class: int | None = None,
     fit_per_class: int | None = None,
+    open_partitions: Sequence[tuple[list[int], int]] = (),
 ) -> dict:
     """Write the closed-set packs, the open-set pack and bin under ``out``; return split.json.
 
     ``val_per_class``: also split the kept training images into closed/val (that many random
     images per class) and closed/fit (the rest, or ``fit_per_class`` random images per class of
-    it), for tuning without the test split."""
+    it), for tuning without the test split. ``open_partitions``: (training classes, seed) of
+    more open-set splits, the k-th under open/p<k> with its pairs drawn from its seed (listed in
+    split.json's ``open_partitions``); ``open_train_classes`` None writes no open/ split."""
     if fit_per_class is not None and val_per_class is None:
         raise DataError("--fit-per-class needs --val-per-class (it caps the part left to fit)")
     out = Path(out)
@@ -119,13 +125,9 @@ def convert_idx_set(
     classes = sorted(set(np.unique(train_labels).tolist()) | set(np.unique(test_labels).tolist()))
     if classes != list(range(len(classes))):
         raise DataError(f"{src}: labels must be 0..K-1, found classes {classes}")
-    unknown = sorted(set(open_train_classes) - set(classes))
-    held_out = [c for c in classes if c not in open_train_classes]
-    if unknown or not open_train_classes or len(held_out) < 2:
-        raise DataError(
-            f"--open-train-classes {open_train_classes}: must be classes of {src} "
-            f"(0..{len(classes) - 1}) leaving at least 2 held out"
-        )
+    splits = [] if open_train_classes is None else [open_train_classes]
+    for chosen in [*splits, *(c for c, _ in open_partitions)]:
+        _check_open_classes(chosen, classes, src)
     train_keep = per_class_subset(train_labels, train_per_class, rng)
     test_keep = per_class_subset(test_labels, test_per_class, rng)
     train_images, train_labels = train_images[train_keep], train_labels[train_keep]
@@ -148,33 +150,90 @@ def convert_idx_set(
         counts = {"closed_fit": len(fit), "closed_val": int(in_val.sum())}
         log.info("tuning split: %d fit / %d validation images", *counts.values())
 
-    relabel = {c: i for i, c in enumerate(open_train_classes)}
-    in_open = np.isin(train_labels, open_train_classes)
-    open_labels = np.asarray([relabel[c] for c in train_labels[in_open].tolist()], dtype=np.int64)
-    log.info("open set: %d train images of classes %s", len(open_labels), open_train_classes)
-    write_pack(out / "open" / "train", train_images[in_open], open_labels)
-
-    held = np.flatnonzero(np.isin(test_labels, held_out))
-    pairs, issame = draw_lfw_pairs(test_labels[held], pairs_per_half, rng)
-    bin_images = [encode_image(grey_to_rgb(test_images[held[i]]), ".png") for i in pairs.ravel()]
-    write_verification_bin(out / "open" / "heldout.bin", bin_images, issame)
-
+    open_split = {}
+    if open_train_classes is not None:
+        open_split = _write_open_split(
+            out / "open",
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+            classes,
+            open_train_classes,
+            pairs_per_half,
+            rng,
+        )
+    partitions = [
+        {
+            "seed": part_seed,
+            **_write_open_split(
+                out / "open" / f"p{k}",
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+                classes,
+                chosen,
+                pairs_per_half,
+                np.random.default_rng(part_seed),
+            ),
+        }
+        for k, (chosen, part_seed) in enumerate(open_partitions)
+    ]
+    open_counts = open_split.pop("counts", {})
     split = {
         "source": str(Path(src).resolve()),
         "seed": seed,
         "image_size": list(train_images.shape[1:3]),
         "num_classes": len(classes),
-        "open_train_classes": list(open_train_classes),
-        "held_out_classes": held_out,
-        "open_label_of_class": {str(c): i for c, i in relabel.items()},
+        **open_split,
         "counts": {
             "closed_train": len(train_labels),
             "closed_test": len(test_labels),
-            "open_train": len(open_labels),
-            "heldout_test_images": len(held),
-            "heldout_pairs": len(issame),
+            **open_counts,
             **counts,
         },
     }
+    if partitions:
+        split["open_partitions"] = partitions
     write_text(out / "split.json", json.dumps(split, indent=2))
     return split
+
+
+def _check_open_classes(chosen: list[int], classes: list[int], src) -> None:
+    """Open-set training classes must be classes of the set and leave >= 2 held out."""
+    unknown = sorted(set(chosen) - set(classes))
+    if unknown or not chosen or len(classes) - len(set(chosen)) < 2:
+        raise DataError(
+            f"--open-train-classes {chosen}: must be classes of {src} "
+            f"(0..{len(classes) - 1}) leaving at least 2 held out"
+        )
+
+
+def _write_open_split(
+    out: Path, train_images, train_labels, test_images, test_labels, classes, chosen, pairs, rng
+) -> dict:
+    """open/train (the ``chosen`` classes, relabelled 0..) and open/heldout.bin (``pairs``
+    genuine and as many impostor pairs per fold of the other ``classes``' test images, drawn
+    with ``rng``) under ``out``; return their split fields."""
+    held_out = [c for c in classes if c not in chosen]
+    relabel = {c: i for i, c in enumerate(chosen)}
+    in_open = np.isin(train_labels, chosen)
+    open_labels = np.asarray([relabel[c] for c in train_labels[in_open].tolist()], dtype=np.int64)
+    log.info("open set: %d train images of classes %s", len(open_labels), chosen)
+    write_pack(out / "train", train_images[in_open], open_labels)
+
+    held = np.flatnonzero(np.isin(test_labels, held_out))
+    drawn, issame = draw_lfw_pairs(test_labels[held], pairs, rng)
+    bin_images = [encode_image(grey_to_rgb(test_images[held[i]]), ".png") for i in drawn.ravel()]
+    write_verification_bin(out / "heldout.bin", bin_images, issame)
+    return {
+        "open_train_classes": list(chosen),
+        "held_out_classes": held_out,
+        "open_label_of_class": {str(c): i for c, i in relabel.items()},
+        "counts": {
+            "open_train": len(open_labels),
+            "heldout_test_images": len(held),
+            "heldout_pairs": len(issame),
+        },
+    }

@@ -7,6 +7,15 @@ of the paired difference (claimed-better head minus the other, sign turned so th
 (it contains 0, or fewer than 2 pairs exist). A comparison with an unconverged run is **not
 judged**.
 
+Open set: the unit is a (seed, partition) pair, each with its own trained models and its own bin
+of pairs; two heads' runs of seed i on partition i pair up, and within the unit each resample of
+the bin's pairs is the same for both heads (``facebench.study.measure.pair_bootstrap``). The
+interval of the mean difference over n units is the t interval (n − 1 degrees of freedom) with
+the per-unit variance s² widened by v̄, the mean over units of the pair-bootstrap variance of
+the unit's difference: mean ± t · sqrt((s² + v̄) / n). s² already holds the pair noise of the
+independent bins, so v̄ counts it twice: the interval is conservative, and never narrower than
+the pairs allow when a few units happen to agree. The p-value is that of the same statistic.
+
 Multiplicity: every (comparison, metric) test of the study is declared before the run
 (``facebench.study.report.declared_family``); each gets the paired t test's p-value (the same
 test as the interval: p < 0.05 iff the 95 % interval excludes 0) and Holm's step-down adjustment
@@ -27,8 +36,12 @@ CONFIDENCE = 0.95
 VERDICTS = ("held", "reversed", "not resolved", "not judged")
 
 
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> dict | None:
-    """Mean, sample std (ddof 1), n and the two-sided t interval of the mean; None if empty."""
+def mean_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, extra_variance: float = 0.0
+) -> dict | None:
+    """Mean, sample std (ddof 1), n and the two-sided t interval of the mean, its variance
+    widened by ``extra_variance`` per value (the pair bootstrap's, see the module); None if
+    empty."""
     values = [float(v) for v in values]
     n = len(values)
     if n == 0:
@@ -37,8 +50,20 @@ def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> di
     if n == 1:
         return {"mean": mean, "std": 0.0, "n": 1, "low": None, "high": None}
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = _scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
-    return {"mean": mean, "std": std, "n": n, "low": mean - half, "high": mean + half}
+    error = math.sqrt((std**2 + extra_variance) / n)
+    half = _scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * error
+    out = {"mean": mean, "std": std, "n": n, "low": mean - half, "high": mean + half}
+    if extra_variance:
+        out["pair_variance"] = extra_variance
+    return out
+
+
+def pair_variance(claimed: Sequence[float], other: Sequence[float]) -> float:
+    """The pair-bootstrap variance (ddof 1) of one unit's difference: ``claimed`` and ``other``
+    are the two runs' values on the same resamples of the unit's pairs."""
+    diffs = [a - b for a, b in zip(claimed, other, strict=True)]
+    mean = math.fsum(diffs) / len(diffs)
+    return math.fsum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
 
 
 def paired_verdict(
@@ -46,14 +71,20 @@ def paired_verdict(
     other: dict[int, float],
     higher_is_better: bool,
     converged: bool = True,
+    variances: dict[int, float] | None = None,
 ) -> dict:
     """Per-seed values of the claimed-better head and the other -> difference interval, verdict.
 
     Only seeds present on both sides pair up. The difference is reported as claimed − other; the
-    verdict reads it in the claimed direction (for "lower is better" a negative difference)."""
+    verdict reads it in the claimed direction (for "lower is better" a negative difference).
+    ``variances``: per seed (open set: per (seed, partition) unit) the pair-bootstrap variance of
+    the difference; their mean over the paired seeds widens the interval (see the module)."""
     seeds = sorted(set(claimed) & set(other))
     diffs = [claimed[s] - other[s] for s in seeds]
-    interval = mean_interval(diffs)
+    extra = 0.0
+    if variances is not None and seeds:
+        extra = math.fsum(variances[s] for s in seeds) / len(seeds)
+    interval = mean_interval(diffs, extra_variance=extra)
     sign = 1.0 if higher_is_better else -1.0
     if not converged:
         verdict = "not judged"
@@ -69,21 +100,23 @@ def paired_verdict(
         "seeds": seeds,
         "difference": interval,
         "verdict": verdict,
-        "p_value": None if verdict == "not judged" else paired_p_value(diffs),
+        "p_value": None if verdict == "not judged" else paired_p_value(diffs, extra),
     }
 
 
-def paired_p_value(diffs: Sequence[float]) -> float | None:
-    """Two-sided p-value of the paired t test (mean of ``diffs`` = 0); None with < 2 pairs.
+def paired_p_value(diffs: Sequence[float], extra_variance: float = 0.0) -> float | None:
+    """Two-sided p-value of the paired t test (mean of ``diffs`` = 0), its variance widened as
+    :func:`mean_interval`'s; None with < 2 pairs.
 
-    No spread: 1.0 when every difference is 0, else 0.0 (the t statistic is infinite)."""
-    values = [float(v) for v in diffs]
-    if len(values) < 2:
+    No spread: 1.0 when the mean is 0, else 0.0 (the t statistic is infinite)."""
+    interval = mean_interval(diffs, extra_variance=extra_variance)
+    if interval is None or interval["low"] is None:
         return None
-    mean = math.fsum(values) / len(values)
-    if all(v == values[0] for v in values):
+    n, mean = interval["n"], interval["mean"]
+    error = math.sqrt((interval["std"] ** 2 + extra_variance) / n)
+    if error == 0.0:
         return 1.0 if mean == 0 else 0.0
-    return float(_scipy_stats.ttest_1samp(values, 0.0).pvalue)
+    return float(2.0 * _scipy_stats.t.sf(abs(mean) / error, n - 1))
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
