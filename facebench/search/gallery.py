@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 import sys
 
 import numpy as np
 
 from facebench.embedding_rows import row_norms, unit_rows
 from facebench.errors import ConfigError, DataError
-from facebench.fileio import atomic_file
+from facebench.search import gallery_file
+from facebench.search.gallery_file import as_identities
 
 #: The decision for a probe whose best cosine is not above the threshold.
 UNKNOWN = "unknown"
-
-#: Format 2: identities as int64 codes in a binary section (memory-mapped when loaded).
-_MAGIC = b"FBGALLERY\x02"
-#: Format 1 (still read): identities as one JSON list in the header.
-_MAGIC_V1 = b"FBGALLERY\x01"
 _CHUNK = 65536
-_ALIGN = 64  # binary sections start at multiples of this many bytes
-
-
-def as_identities(identities, count: int) -> np.ndarray:
-    """Identities as an int64 or str array of length ``count``."""
-    ids = np.asarray(identities)
-    if ids.ndim != 1 or len(ids) != count:
-        raise DataError(f"gallery: {count} embeddings but identities of shape {ids.shape}")
-    if ids.dtype.kind in "iub":
-        return ids.astype(np.int64)
-    if ids.dtype.kind in "US":
-        return ids.astype(str)
-    if ids.dtype.kind == "f" and len(ids) and np.all(ids == np.round(ids)):
-        return ids.astype(np.int64)
-    raise DataError(f"gallery: identities must be integers or strings, got {ids.dtype}")
 
 
 def _madvise_dontneed(address: int, size: int) -> None:
@@ -272,143 +250,33 @@ class Gallery:
         self.lists_path = path
 
     def save(self, path: str) -> None:
-        """Write header, identities and index to one file (temporary name, then rename). An
-        on-disk gallery's index records :func:`lists_path_of` ``path`` as its lists file: the
-        caller puts the lists there (``facebench.search.service`` renames them with the index).
-
-        Layout: magic, header length (uint64), JSON header (dimension, factory, row count, lists
-        file, the binary sections' dtypes, lengths and offsets), the sections (int64 ``codes``,
-        then the ``names`` of string identities), each at a multiple of 64 bytes; the faiss index.
-        Codes are stored as int32 when they all fit, else int64.
-        """
-        import faiss
-
+        """Write the gallery to one file (:mod:`facebench.search.gallery_file`). An on-disk
+        gallery's index records :func:`~facebench.search.gallery_file.lists_path_of` ``path`` as
+        its lists file: the caller puts the lists there (``facebench.search.service`` renames
+        them with the index)."""
         from facebench.search import gpu
 
         lists_final = None
         if self.lists_path is not None:
-            lists_final = lists_path_of(path)
+            lists_final = gallery_file.lists_path_of(path)
             self._on_disk_lists().filename = lists_final  # the name the index file records
-        arrays = {"codes": (self.codes, _code_dtype(self.codes))}
-        if self.names is not None:
-            arrays["names"] = (self.names, self.names.dtype)
-        sections, end = {}, 0
-        for name, (array, dtype) in arrays.items():
-            sections[name] = {"dtype": dtype.str, "count": len(array), "offset": end}
-            end = _aligned(end + len(array) * dtype.itemsize)
-        header = json.dumps(
-            {
-                "dim": self.dim,
-                "factory": self.factory,
-                "count": len(self),
-                "lists": lists_final,
-                "sections": sections,
-            }
-        ).encode()
-        with atomic_file(path) as f:
-            f.write(_MAGIC + struct.pack("<Q", len(header)) + header)
-            for array, dtype in arrays.values():
-                f.seek(_aligned(f.tell()))
-                for start in range(0, len(array), 1 << 20):  # bounded copies of a memory map
-                    f.write(np.ascontiguousarray(array[start : start + (1 << 20)], dtype).data)
-            f.seek(_aligned(f.tell()))
-            f.truncate()
-            index = gpu.to_cpu(self.index) if self.device == "cuda" else self.index
-            faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+        index = gpu.to_cpu(self.index) if self.device == "cuda" else self.index
+        stored = gallery_file.Stored(
+            self.dim, self.factory, lists_final, self.codes, self.names, index
+        )
+        gallery_file.write(path, stored)
         self.lists_path = lists_final
 
     @classmethod
     def load(cls, path: str) -> Gallery:
         """Read a file written by :meth:`save` (or by format 1, identities in the header); the
         identities are memory-mapped. A corrupt or foreign file raises DataError."""
-        try:
-            with open(path, "rb") as f:
-                return cls._read(f, str(path))
-        except OSError as exc:
-            raise DataError(f"{path}: cannot open gallery index ({exc.strerror})") from exc
-
-    @classmethod
-    def _read(cls, f, path: str) -> Gallery:
-        import faiss
-
-        magic = f.read(len(_MAGIC))
-        if magic not in (_MAGIC, _MAGIC_V1):
-            raise DataError(f"{path}: not a facebench gallery index (bad magic bytes)")
+        stored = gallery_file.read(path)
         gallery = cls.__new__(cls)
+        gallery.dim, gallery.factory, gallery.lists_path = stored.dim, stored.factory, stored.lists
+        gallery.codes, gallery.names, gallery.index = stored.codes, stored.names, stored.index
         gallery.device = "cpu"
-        try:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-            gallery.dim, gallery.factory = int(header["dim"]), header["factory"]
-            gallery.lists_path = header.get("lists")
-            if magic == _MAGIC:
-                _read_sections(gallery, f, path, header["sections"])
-            else:  # format 1: an empty gallery's [] would read as floats
-                ids = header["identities"]
-                ids = as_identities(ids, len(ids)) if ids else np.zeros(0, np.int64)
-                gallery.codes, gallery.names = np.zeros(0, np.int64), None
-                gallery._append_identities(ids, keep=False)
-        except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DataError(f"{path}: corrupt gallery index (bad header)") from exc
-        if gallery.lists_path is not None and not os.path.isfile(gallery.lists_path):
-            raise DataError(
-                f"{path}: its inverted lists file {gallery.lists_path} is missing (an on-disk "
-                "gallery reads its lists from where it was built; rebuild it to move it)"
-            )
-        try:
-            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
-        except RuntimeError as exc:
-            raise DataError(f"{path}: corrupt gallery index (faiss cannot read it back)") from exc
-        if f.read(1):
-            raise DataError(f"{path}: corrupt gallery index (bytes after the faiss index)")
-        gallery.index = index
-        if index.d != gallery.dim or not (index.ntotal == header["count"] == len(gallery.codes)):
-            raise DataError(
-                f"{path}: corrupt gallery index (index holds {index.ntotal} x {index.d}, header "
-                f"says {header['count']} x {gallery.dim} with {len(gallery.codes)} identities)"
-            )
         return gallery
-
-
-def _code_dtype(codes: np.ndarray) -> np.dtype:
-    """int32 when every code fits (4 B per row on disk), else int64."""
-    small = np.iinfo(np.int32)
-    fits = not len(codes) or (small.min <= codes.min() and codes.max() <= small.max)
-    return np.dtype("<i4" if fits else "<i8")
-
-
-def _aligned(offset: int) -> int:
-    return -(-offset // _ALIGN) * _ALIGN
-
-
-def _read_sections(gallery: Gallery, f, path: str, sections: dict) -> None:
-    """Map the identity sections of a format-2 file into ``gallery`` and leave ``f`` at the
-    faiss index; sections that do not fit the file or names out of range raise DataError."""
-    start = _aligned(f.tell())
-    file_size = os.fstat(f.fileno()).st_size
-    arrays, end = {}, 0
-    for name in ("codes", "names") if "names" in sections else ("codes",):
-        dtype, count = np.dtype(sections[name]["dtype"]), int(sections[name]["count"])
-        offset = start + int(sections[name]["offset"])
-        end = _aligned(offset + dtype.itemsize * count)
-        if dtype.kind not in ("i" if name == "codes" else "U") or offset < start or end > file_size:
-            raise DataError(f"{path}: corrupt gallery index (bad {name} section)")
-        arrays[name] = np.memmap(f, dtype, "r", offset, (count,)) if count else np.zeros(0, dtype)
-    gallery.codes, gallery.names = arrays["codes"], arrays.get("names")
-    codes = gallery.codes
-    if (
-        gallery.names is not None
-        and len(codes)
-        and not 0 <= codes.min() <= codes.max() < len(gallery.names)
-    ):
-        raise DataError(f"{path}: corrupt gallery index (identity codes out of range)")
-    f.seek(end)
-
-
-def lists_path_of(index_path: str) -> str:
-    """The inverted-lists file of an on-disk gallery: ``INDEX.ivfdata``, absolute, beside the
-    file a symbolic link ``index_path`` points to (where the index itself is written)."""
-    return os.path.realpath(index_path) + ".ivfdata"
 
 
 def decide(cosines: np.ndarray, identities: np.ndarray, threshold: float) -> list:

@@ -14,7 +14,8 @@ from facebench import schema
 from facebench.embed.io import load_embeddings, sidecar_path
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_file, atomic_path, exclusive, read_json, staged, write_json
-from facebench.search.gallery import UNKNOWN, Gallery, as_identities, decide, lists_path_of
+from facebench.search.gallery import UNKNOWN, Gallery, decide
+from facebench.search.gallery_file import as_identities, lists_path_of
 from facebench.search.gpu import check_device
 from facebench.search.shards import Shard, open_shards, sample_rows
 

@@ -11,7 +11,7 @@ import pytest
 
 from facebench.errors import DataError
 from facebench.search import Gallery
-from facebench.search import gallery as gallery_module
+from facebench.search import gallery_file as gallery_module
 
 
 def unit_rows(n, d, seed):
