@@ -114,7 +114,7 @@ def test_append_is_undone_when_it_fails(tmp_path, monkeypatch):
             return real_write(fd, bytes(data[:4]))
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(fileio.os, "write", short_then_full)
+    monkeypatch.setattr(os, "write", short_then_full)
     with pytest.raises(WriteError, match=r"log\.jsonl: cannot write"):
         fileio.append_text(path, '{"step": 2}\n')
     monkeypatch.undo()

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from facebench import fileio
-
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "synth" / "bce_u.yaml")
 
@@ -168,7 +166,7 @@ def test_unwritable_folder_is_refused_before_any_work(
         out.write_text("index")
     before = snapshot(tmp_path)
     # root passes every permission check: answer as a read-only folder would
-    monkeypatch.setattr(fileio.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     args = [a.format(out=out, no=tmp_path / "missing") for a in argv]
     assert run_command(command, args) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,4 @@
-"""Every file and folder facebench writes goes through here.
+"""Atomic writes: every file and folder facebench writes goes through here.
 
 A file is written under a temporary name in its own directory and renamed into place only when
 it is complete; on any failure the temporary is removed (and so are parent folders the write
@@ -9,16 +9,13 @@ the umask gives (0644 under umask 022), folders likewise (0755).
 
 A write that fails (disk full, file too large, I/O error) raises :class:`WriteError` naming the
 path and the cause. :func:`staged` publishes several files together: nothing is renamed into
-place until the block ends, and nothing is left if it fails. :func:`check_output_file` and
-:func:`check_output_dir` check an output path before any work; :func:`exclusive` is an OS lock
-held while one process updates an output.
+place until the block ends, and nothing is left if it fails.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import math
@@ -26,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import unicodedata
 from collections.abc import Iterator
 
 from facebench.errors import DataError, FacebenchError, WriteError
@@ -56,24 +52,6 @@ def check_not_temporary(path: str | os.PathLike) -> None:
                 f"{path}: {part} is a temporary {kind} left by an interrupted write (or one "
                 "still running), not a complete output; remove it and write the output again"
             )
-
-
-def check_file_name(name: str, source: str) -> str:
-    """``name`` (an identity or file name read from ``source``) as one safe path component: not
-    empty, not ``.`` or ``..``, no path separator, no control character (newline, NUL, ...),
-    at most 255 bytes; else DataError naming it and ``source``. Returns ``name``."""
-    problem = None
-    if name in ("", ".", ".."):
-        problem = "is not a file name"
-    elif "/" in name or "\\" in name:
-        problem = "holds a path separator"
-    elif any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
-        problem = "holds a control character (a newline, tab, NUL, ...)"
-    elif len(name.encode("utf-8", "surrogateescape")) > 255:
-        problem = "is longer than 255 bytes"
-    if problem:
-        raise DataError(f"{source}: name {name!r} {problem}; rename it")
-    return name
 
 
 def stale_temporaries(directory: str | os.PathLike, target: str | None = None) -> list[str]:
@@ -129,7 +107,8 @@ def _make_parents(directory: str) -> list[str]:
     return list(reversed(created))
 
 
-def _remove_created(created: list[str]) -> None:
+def remove_created(created: list[str]) -> None:
+    """Remove the folders :func:`make_parents` created, innermost first, while they are empty."""
     for folder in reversed(created):
         try:
             os.rmdir(folder)
@@ -168,8 +147,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary file name (created empty, umask permissions) for a writer that takes
     a path; on success it replaces ``path``, on failure it is removed. A symbolic link is
     written through: the file it points to is replaced and the link stays."""
-    path = _through_links(str(path))
-    created = _make_parents_or_fail(os.path.dirname(os.path.abspath(path)), path)
+    path = through_links(str(path))
+    created = make_parents(os.path.dirname(os.path.abspath(path)), path)
     _remove_stale(path)
     tmp = temporary_name(path, suffix)
     with _undone_on_failure(path, tmp, created):
@@ -178,7 +157,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         _publish(tmp, path, created)
 
 
-def _through_links(path: str) -> str:
+def through_links(path: str) -> str:
     """``path``, or the file its symbolic link (or chain of links) points to; WriteError for a
     link that loops."""
     if not os.path.islink(path):
@@ -197,14 +176,16 @@ def _undone_on_failure(path: str, tmp: str, created: list[str]) -> Iterator[None
         yield
     except BaseException as exc:
         _remove(tmp)
-        _remove_created(created)
+        remove_created(created)
         failure = _write_failure(path, exc)
         if failure is not None:
             raise failure from exc
         raise
 
 
-def _make_parents_or_fail(directory: str, path: str) -> list[str]:
+def make_parents(directory: str, path: str) -> list[str]:
+    """Create ``directory`` and missing parents (WriteError naming ``path`` when it cannot be
+    created); return the folders created, outermost first."""
     try:
         return _make_parents(directory)
     except OSError as exc:
@@ -234,7 +215,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[str]:
     path = str(path).rstrip(os.sep) or str(path)
     if os.path.lexists(path):
         raise WriteError(f"{path}: already exists; remove it or choose another output")
-    created = _make_parents_or_fail(os.path.dirname(os.path.abspath(path)), path)
+    created = make_parents(os.path.dirname(os.path.abspath(path)), path)
     _remove_stale(path)
     tmp = temporary_name(path)
     with _undone_on_failure(path, tmp, created):
@@ -250,7 +231,7 @@ def scratch_dir(near: str | os.PathLike, suffix: str = ".scratch") -> Iterator[s
     """Yield a new empty folder beside ``near`` (a temporary name of it) for intermediate files;
     it is removed with its contents when the block ends, however it ends."""
     near = str(near).rstrip(os.sep) or str(near)
-    created = _make_parents_or_fail(os.path.dirname(os.path.abspath(near)), near)
+    created = make_parents(os.path.dirname(os.path.abspath(near)), near)
     _remove_stale(near)
     tmp = temporary_name(near, suffix)
     try:
@@ -261,7 +242,7 @@ def scratch_dir(near: str | os.PathLike, suffix: str = ".scratch") -> Iterator[s
         yield tmp
     finally:
         _remove(tmp)
-        _remove_created(created)
+        remove_created(created)
 
 
 @contextlib.contextmanager
@@ -276,7 +257,7 @@ def staged() -> Iterator[None]:
         _STAGES.pop()
         for tmp, _, created in reversed(pending):
             _remove(tmp)
-            _remove_created(created)
+            remove_created(created)
         raise
     _STAGES.pop()
     for tmp, path, _ in pending:
@@ -360,134 +341,3 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _check_parent(path: str, option: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a writable folder (missing folders
-    below it are created when the output is written)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.lexists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise WriteError(
-            f"{parent}: is a file, not a folder; cannot create {path} ({option}): "
-            "choose another path"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise WriteError(f"{parent}: not writable; cannot create {path} ({option})")
-
-
-def _try_write(directory: str, option: str) -> None:
-    """Create ``directory`` (and missing parents) and write a byte to a new file in it, then
-    remove both: a folder that cannot be written (read-only, /proc, a full disk) fails here,
-    before any work, and nothing is left (the folder that was changed keeps its times)."""
-    existing = os.path.abspath(directory)
-    while not os.path.lexists(existing):
-        existing = os.path.dirname(existing)
-    times = os.stat(existing)
-    created = _make_parents_or_fail(directory, directory)
-    probe = temporary_name(os.path.join(directory, "probe"))
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, b"\0")
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise WriteError(
-            f"{directory}: cannot write a file there ({exc.strerror}) ({option})"
-        ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(probe)
-        _remove_created(created)
-        with contextlib.suppress(OSError):
-            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
-
-
-def check_output_file(
-    path: str | os.PathLike, option: str = "--out", overwrite: bool = False
-) -> None:
-    """Before any work: ``path`` can be created as a file (not a folder, not an existing file
-    unless ``overwrite``, in a folder that exists or can be created and written); a symbolic
-    link is checked as the file it points to."""
-    path = _through_links(str(path))
-    if os.path.isdir(path):
-        raise WriteError(f"{path}: is a folder; {option} needs a file name")
-    if os.path.lexists(path) and not overwrite:
-        raise WriteError(
-            f"{path}: already exists; nothing was changed. Remove it or choose another {option}"
-        )
-    _check_parent(path, option)
-    _try_write(os.path.dirname(os.path.abspath(path)), option)
-
-
-def check_output_dir(
-    path: str | os.PathLike,
-    option: str = "--out",
-    files: tuple[str, ...] = (),
-    new: bool = False,
-) -> None:
-    """Before any work: ``path`` is a folder that exists or can be created (must not exist when
-    ``new``) and written, and none of ``files`` (relative to it) would be overwritten."""
-    path = str(path)
-    if os.path.lexists(path):
-        if not os.path.isdir(path):
-            raise WriteError(f"{path}: is a file; {option} needs a folder")
-        if new:
-            raise WriteError(
-                f"{path}: already exists; nothing was changed. Remove it or choose another {option}"
-            )
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise WriteError(f"{path}: not writable ({option})")
-        for name in files:
-            check_output_file(os.path.join(path, name), option)
-        _try_write(path, option)
-        return
-    _check_parent(path, option)
-    _try_write(os.path.dirname(os.path.abspath(path)) if new else path, option)
-
-
-@contextlib.contextmanager
-def exclusive(path: str | os.PathLike, wait: bool, what: str = "output") -> Iterator[None]:
-    """Hold an OS lock (``flock``) on the existing file or folder ``path`` for the block.
-
-    Another process holding it: wait for it (``wait``) or raise WriteError. A file replaced
-    while waiting is locked again under its new inode, so the holder always sees the latest.
-    """
-    path = str(path)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise WriteError(f"{path}: cannot open to lock ({exc.strerror})") from exc
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not wait:
-                    raise WriteError(
-                        f"{path}: {what} in use by another facebench process; wait for it to "
-                        "finish or choose another path"
-                    ) from None
-                log.info("%s: in use by another process, waiting", path)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            if _same_file(fd, path):
-                break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-    try:
-        yield
-    finally:
-        os.close(fd)
-
-
-def _same_file(fd: int, path: str) -> bool:
-    try:
-        now = os.stat(path)
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
