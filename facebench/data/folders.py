@@ -14,7 +14,7 @@ from facebench.data.images import decode_image, hflip, read_bytes, read_image
 from facebench.data.packs import FacePack, write_face_pack
 from facebench.data.skipping import BadItems
 from facebench.errors import DataError
-from facebench.fileio import atomic_dir, check_file_name
+from facebench.fileio import atomic_dir, check_file_name, check_not_temporary
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: written beside a pack made from a folder: one identity folder name per line, in label order
@@ -26,6 +26,7 @@ def list_image_folder(root: str) -> tuple[list[str], list[tuple[str, int]]]:
     a folder name that is no safe identity name (see :func:`check_file_name`) is an error."""
     if not os.path.isdir(root):
         raise DataError(f"{root}: image folder does not exist")
+    check_not_temporary(root)
     classes = sorted(
         check_file_name(e.name, root)
         for e in os.scandir(root)

@@ -133,6 +133,8 @@ def test_temporary_folders_are_refused_by_every_reader(pack, tmp_path, one_line_
     shutil.copytree(pack, temporary)
     image = encode_image(np.zeros((SIDE, SIDE, 3), np.uint8))
     write_verification_bin(temporary / "v.bin", [image, image], [True])
+    (temporary / "faces" / "alice").mkdir(parents=True)
+    (temporary / "faces" / "alice" / "0.png").write_bytes(image)
     for reader in (FacePack, PackDataset):
         with pytest.raises(DataError, match="temporary folder left by an interrupted write"):
             reader(str(temporary / "train.rec"))
@@ -141,9 +143,10 @@ def test_temporary_folders_are_refused_by_every_reader(pack, tmp_path, one_line_
         ["data", "to-folder", temporary / "train.rec", "--out", tmp_path / "f"],
         ["data", "info", temporary / "v.bin"],
         ["data", "bin-to-folder", temporary / "v.bin", "--out", tmp_path / "g"],
+        ["data", "from-folder", temporary / "faces", "--out", tmp_path / "h"],
     ):
         one_line_error([str(a) for a in argv], ".synth.fbtmp-", "interrupted write")
-    assert not (tmp_path / "f").exists() and not (tmp_path / "g").exists()
+    assert not any((tmp_path / name).exists() for name in "fgh")
 
 
 def embeddings(tmp_path, name, sidecar, fortran=False):
