@@ -11,12 +11,8 @@ variable ``FACEBENCH_DATA``, and may use ``${VAR}`` references to environment va
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
-import operator
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,8 @@ from pathlib import Path
 import yaml
 
 from facebench.errors import ConfigError
+from facebench.models.options import BackboneOptions
+from facebench.validate import validate
 
 DATA_ENV = "FACEBENCH_DATA"
 #: Face models use 128..1024; a larger value is a typo that would allocate a huge layer.
@@ -49,22 +47,6 @@ class DataConfig:
     train: str = ""  # pack directory or .rec, relative to the data root
     random_flip: bool = True
     num_workers: int = field(default=2, metadata={"min": 0, "max": 256})
-
-
-@dataclass
-class BackboneOptions:
-    """Every ``model.options`` key a registered backbone accepts, and its allowed values (which
-    backbone takes which is ``facebench.models.backbone_options``)."""
-
-    widths: list[int] = field(
-        default_factory=list, metadata={"min": 1, "max": 4096, "min_length": 1, "max_length": 8}
-    )
-    blocks: list[int] = field(
-        default_factory=list, metadata={"min": 1, "max": 64, "min_length": 1, "max_length": 8}
-    )
-    dropout: float = field(default=0.0, metadata={"min": 0.0, "below": 1.0})
-    scale: int = field(default=1, metadata={"min": 1, "max": 8})  # mobilefacenet widths x scale
-    zero_init_residual: bool = False
 
 
 @dataclass
@@ -261,11 +243,6 @@ def recipe_from_dict(data: dict, source: str = "<dict>") -> Recipe:
     return recipe
 
 
-def check_backbone_options(options: dict, source: str) -> None:
-    """Backbone keyword arguments against :class:`BackboneOptions` (types, allowed values)."""
-    _validate(options, source, BackboneOptions)
-
-
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     """Write the resolved recipe as YAML (atomic: temporary file, then rename)."""
     from facebench.fileio import write_text
@@ -406,142 +383,17 @@ def _nest(dotted: str, value: object) -> dict:
     return value  # type: ignore[return-value]
 
 
-def _validate(data: dict, source: str, cls: type = Recipe, prefix: str = "") -> None:
-    """Check keys and value types of a (partial) recipe dict; errors name ``source`` and key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'recipe'} must be a mapping")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if cls is Recipe and key == "extends":
-            ok = isinstance(value, str) or (
-                isinstance(value, list) and all(isinstance(v, str) for v in value)
-            )
-            if not ok:
-                raise ConfigError(f"{source}: 'extends' must be a path or a list of paths")
-            continue
-        if key not in fields:
-            known = ", ".join(fields)
-            raise ConfigError(f"{source}: unknown key {dotted!r} (known here: {known})")
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            _validate(value, source, hint, f"{dotted}.")
-            continue
-        _check_type(value, hint, source, dotted)
-        _check_finite(value, source, dotted)
-        _check_allowed(value, fields[key].metadata, source, dotted)
+def _validate(data: dict, source: str) -> None:
+    """Check the keys and values of a (partial) recipe dict (``facebench.validate``)."""
+    validate(data, source, Recipe, extra={"extends": _check_extends})
 
 
-_BOUNDS = (
-    ("min", ">=", operator.ge),
-    ("above", ">", operator.gt),
-    ("max", "<=", operator.le),
-    ("below", "<", operator.lt),
-)
-
-
-def _number(x: float) -> str:
-    return str(x) if isinstance(x, int) else f"{x:g}"
-
-
-def _allowed_range(meta: typing.Mapping) -> str:
-    """``[0, 1)``-style text of a field's bounds (``min``/``above``, ``max``/``below``)."""
-    lows = (("min", "["), ("above", "("))
-    highs = (("max", "]"), ("below", ")"))
-    low = next((f"{b}{_number(meta[k])}" for k, b in lows if k in meta), "(-inf")
-    high = next((f"{_number(meta[k])}{b}" for k, b in highs if k in meta), "inf)")
-    return f"{low}, {high}"
-
-
-def _check_allowed(value: object, meta: typing.Mapping, source: str, key: str) -> None:
-    """The value checks a schema field's metadata states: ``choices``, bounds (on each item of
-    a list), list ``length``/``min_length``/``max_length``, ``increasing``, ``file_name`` and a
-    nested ``schema`` (a dataclass its mapping's keys must fit)."""
-    if value is None:
-        return
-    if "schema" in meta:
-        _validate(value, source, meta["schema"], f"{key}.")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(
-            f"{source}: {key} must be one of {', '.join(meta['choices'])}, got {value!r}"
-        )
-    if meta.get("file_name") and value:
-        _check_file_name(value, source, key)
-    if isinstance(value, list):
-        _check_list(value, meta, source, key)
-        return
-    for name, sign, holds in _BOUNDS:
-        if name in meta and isinstance(value, (int, float)) and not holds(value, meta[name]):
-            raise ConfigError(
-                f"{source}: {key} must be {sign} {_number(meta[name])} (allowed: "
-                f"{_allowed_range(meta)}), got {value!r}"
-            )
-
-
-def _check_list(value: list, meta: typing.Mapping, source: str, key: str) -> None:
-    """Length and order of a list value, and the bounds of each item."""
-    low = meta.get("length", meta.get("min_length", 0))
-    high = meta.get("length", meta.get("max_length", math.inf))
-    if not low <= len(value) <= high:
-        wanted = f"{low}" if low == high else f"{low} to {high}"
-        raise ConfigError(f"{source}: {key} must hold {wanted} values, got {value!r}")
-    if meta.get("increasing") and any(b <= a for a, b in itertools.pairwise(value)):
-        raise ConfigError(f"{source}: {key} must be increasing, got {value!r}")
-    item_meta = {name: meta[name] for name, _, _ in _BOUNDS if name in meta}
-    for i, item in enumerate(value):
-        _check_allowed(item, item_meta, source, f"{key}[{i}]")
-
-
-def _check_file_name(value: str, source: str, key: str) -> None:
-    """A plain file name: no separators, not ``.``/``..``, no control characters."""
-    bad = (
-        "/" in value
-        or "\\" in value
-        or value in (".", "..")
-        or len(value) > 255
-        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+def _check_extends(value: object, source: str) -> None:
+    ok = isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
     )
-    if bad:
-        raise ConfigError(
-            f"{source}: {key} must be a plain file name (no / or \\, not . or .., no control "
-            f"characters, at most 255 characters), got {value!r}"
-        )
-
-
-def _check_finite(value: object, source: str, key: str) -> None:
-    """NaN and infinity are refused anywhere in a value (lists and dicts included)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{source}: {key} must be a finite number, got {value!r}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, source, f"{key}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, source, f"{key}[{i}]")
-
-
-def _check_type(value: object, hint: object, source: str, key: str) -> None:
-    if not _matches(value, hint):
-        name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-        raise ConfigError(f"{source}: {key} must be {name}, got {value!r} ({type(value).__name__})")
-
-
-def _matches(value: object, hint: object) -> bool:
-    """Whether a YAML value fits a schema annotation (int is accepted for float)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)  # type: ignore[arg-type]
+    if not ok:
+        raise ConfigError(f"{source}: 'extends' must be a path or a list of paths")
 
 
 def _reject_absolute_data_paths(data: dict, source: str) -> None:

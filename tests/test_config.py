@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from facebench.config import (
-    BackboneOptions,
     Recipe,
     load_recipe,
     parse_value,
@@ -17,6 +16,7 @@ from facebench.config import (
 )
 from facebench.errors import ConfigError
 from facebench.models import backbone_options, list_backbones
+from facebench.models.options import BackboneOptions
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPES = sorted(RECIPE_DIR.rglob("*.yaml"))

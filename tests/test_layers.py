@@ -11,10 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "facebench"
 MAP = ROOT / "docs" / "architecture.md"
 MARKER = "<!-- layers:"  # the fenced block after it is the map
-#: the one cycle left (source file, imported unit): models/registry.py checks backbone options with
-#: config's BackboneOptions while config builds backbones to check recipes. It goes when the
-#: option schema moves below models (docs/architecture.md, "Map").
-KNOWN_UPWARD = {("facebench/models/registry.py", "config")}
+#: (source file, imported unit) pairs allowed to import upward: none.
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 
 def declared_layers() -> dict[str, int]:

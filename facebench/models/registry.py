@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from facebench.errors import ConfigError
+from facebench.models.options import check_backbone_options
 
 #: Backbones are built only up to this many parameters (2 GB of float32 weights; iResNet-200
 #: has 119 M): a bigger one is a typo in its options or embedding size.
@@ -54,9 +55,8 @@ def build_backbone(name: str, embedding_size: int = 512, **kwargs) -> nn.Module:
 def check_backbone(name: str, embedding_size: int, options: dict) -> int:
     """The parameter count of backbone ``name`` built with ``options`` (counted on the meta
     device: nothing allocated); ConfigError for an unknown backbone or option, a value outside
-    its allowed range (``facebench.config.BackboneOptions``) or more than MAX_PARAMETERS."""
-    from facebench.config import check_backbone_options
-
+    its allowed range (:class:`facebench.models.options.BackboneOptions`) or more than
+    MAX_PARAMETERS."""
     accepted = backbone_options(name)
     for key in options:
         if key not in accepted:
