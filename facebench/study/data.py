@@ -8,23 +8,28 @@ images per class runs with no option."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from facebench.data.idx_packs import convert_idx_set
+from facebench.data.idx_packs import NUM_FOLDS, convert_idx_set
 from facebench.data.idx_ubyte import load_idx_split
 from facebench.errors import DataError
 from facebench.fileio import atomic_dir, write_json
 
-#: Classes the open-set model trains on; the others are held out for verification pairs.
-OPEN_TRAIN_CLASSES = (0, 1, 2, 3, 4, 5)
+#: The open set is judged over random class partitions, one per table seed (seed i trains and
+#: is verified on partition i): each trains on this share of the classes (rounded; 6 of 10) and
+#: is verified on pairs of the others, both drawn with partition k's seed PARTITION_SEED + k.
+OPEN_TRAIN_SHARE = 0.6
+PARTITION_SEED = 2000
 SIZE_KEYS = (
     "train_per_class",
     "val_per_class",
     "fit_per_class",
     "test_per_class",
     "pairs_per_half",
+    "seeds",  # = the open-set partitions
 )
 
 
@@ -52,6 +57,33 @@ def scaled_sizes(size: dict, train_labels: np.ndarray) -> dict:
     return out
 
 
+def open_partitions(num_classes: int, count: int) -> list[tuple[list[int], int]]:
+    """``count`` distinct partitions as (sorted training classes, seed): partition k's classes
+    are a random draw of round(:data:`OPEN_TRAIN_SHARE` × classes), at least 2 and leaving
+    at least 2 held out, from seed PARTITION_SEED + k (drawn again while it repeats an earlier
+    partition). More partitions than distinct class sets raise DataError."""
+    train = min(max(2, round(OPEN_TRAIN_SHARE * num_classes)), num_classes - 2)
+    if train < 2 or math.comb(num_classes, train) < count:
+        raise DataError(
+            f"{num_classes} classes: cannot draw {count} distinct open-set partitions of "
+            f"{train} training classes with 2 or more held out (use fewer --seeds)"
+        )
+    out: list[tuple[list[int], int]] = []
+    for k in range(count):
+        rng = np.random.default_rng(PARTITION_SEED + k)
+        while True:
+            chosen = sorted(rng.choice(num_classes, train, replace=False).tolist())
+            if all(chosen != c for c, _ in out):
+                break
+        out.append((chosen, PARTITION_SEED + k))
+    return out
+
+
+def impostor_pairs(size: dict) -> int:
+    """The impostor pairs of each partition's bin, known before any run."""
+    return size["pairs_per_half"] * NUM_FOLDS
+
+
 def check_idx_set(idx_dir: str | Path) -> np.ndarray:
     """Read both splits; a missing or inconsistent file raises DataError naming it. Returns the
     training labels."""
@@ -62,8 +94,9 @@ def check_idx_set(idx_dir: str | Path) -> np.ndarray:
 
 
 def prepare_data(idx_dir: str | Path, data_dir: Path, size: dict, seed: int = 0) -> dict:
-    """Convert the idx set into ``data_dir`` unless done already; return its split.json.
-    ``size`` must have its scaled sizes set (:func:`scaled_sizes`).
+    """Convert the idx set into ``data_dir`` unless done already; return its split.json: the
+    closed set and one open-set split per table seed (:func:`open_partitions`, under
+    open/p<k>). ``size`` must have its scaled sizes set (:func:`scaled_sizes`).
 
     The conversion is written to a temporary folder renamed when complete, so ``data_dir``
     exists only whole. A ``data_dir`` made for other sizes raises DataError (use another --out)."""
@@ -73,17 +106,19 @@ def prepare_data(idx_dir: str | Path, data_dir: Path, size: dict, seed: int = 0)
         if not stamp.is_file() or json.loads(stamp.read_text()) != wanted:
             raise DataError(f"{data_dir}: holds data of other sizes ({stamp}); use a new --out")
         return json.loads((data_dir / "split.json").read_text())
+    num_classes = int(check_idx_set(idx_dir).max()) + 1
     with atomic_dir(data_dir) as tmp:
         split = convert_idx_set(
             idx_dir,
             tmp,
-            list(OPEN_TRAIN_CLASSES),
+            None,
             train_per_class=size["train_per_class"],
             test_per_class=size["test_per_class"],
             pairs_per_half=size["pairs_per_half"],
             seed=seed,
             val_per_class=size["val_per_class"],
             fit_per_class=size["fit_per_class"],
+            open_partitions=open_partitions(num_classes, size["seeds"]),
         )
         write_json(Path(tmp) / "study_size.json", wanted)
     return split

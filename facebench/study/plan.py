@@ -7,6 +7,8 @@ converged (ties: the first in grid order); if none converged, the best of the ot
 (:func:`facebench.runs.choose`, the quickstart's tuning rule too).
 Phase 2: the table (every head, seeds 0..n-1, closed and open set, at its chosen settings; seed
 by seed so a partial study holds whole pairs) and the γ sweep (at the chosen learning rate).
+The open-set run of seed i trains and is verified on class partition i
+(:func:`facebench.study.data.open_partitions`): n seeds, n partitions, n open runs per head.
 """
 
 from __future__ import annotations
@@ -196,9 +198,16 @@ def budget_check_runs(heads: tuple[StudyHead, ...], settings: dict, seeds: int) 
 
 def table_runs(heads: tuple[StudyHead, ...], settings: dict, seeds: int) -> list[Run]:
     """Every head's closed- and open-set runs (those of its tasks) at its chosen settings, seed
-    by seed."""
+    by seed; the open-set run of seed i on partition i."""
     return [
-        Run(head, task, seed, settings[head.key]["lr"], settings[head.key]["scale"])
+        Run(
+            head,
+            task,
+            seed,
+            settings[head.key]["lr"],
+            settings[head.key]["scale"],
+            partition=seed if task == "open" else None,
+        )
         for seed in range(seeds)
         for head in heads
         for task in head.tasks

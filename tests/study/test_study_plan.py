@@ -85,13 +85,26 @@ def test_grid_points_cut_the_grid_for_smoke_runs():
 
 
 def test_run_recipe_sets_head_settings_seed_and_milestones():
-    run = Run(HEADS["bce_u_margin"], "open", 3, 0.025, 32.0)
+    run = Run(HEADS["bce_u_margin"], "open", 3, 0.025, 32.0, partition=3)
     recipe = run_recipe(run, BASE, epochs=10.0)
     assert recipe.head.name == "bce_u" and recipe.head.params["margin"] == 0.4
     assert recipe.head.params["scale"] == 32.0 and recipe.optim.lr == 0.025
-    assert recipe.train.seed == 3 and recipe.data.train == "open/train"
+    assert recipe.train.seed == 3 and recipe.data.train == "open/p3/train"
     assert recipe.schedule.milestones == [10.0 * f for f in LR_DROPS]
-    assert run.key == "bce_u_margin-open-lr0.025-g32-s3"
+    assert run.key == "bce_u_margin-open-lr0.025-g32-s3-p3"
+    assert run.paths()[1] == "open/p3/heldout.bin"
+
+
+def test_open_runs_pair_seed_i_with_partition_i():
+    heads = (HEADS["softmax"], HEADS["bce_u"], HEADS["sphereface2"])
+    settings = {h.key: {"lr": 0.1, "scale": None} for h in heads}
+    table = plan.table_runs(heads, settings, seeds=5)
+    opened = [r for r in table if r.task == "open"]
+    assert len(opened) == 5 * 2  # 5 per head with an open task, not seeds x partitions
+    assert all(r.partition == r.seed for r in opened)
+    assert all(r.partition is None for r in table if r.task != "open")
+    with pytest.raises(ValueError, match="partition"):
+        Run(HEADS["softmax"], "open", 0, 0.1, None)
 
 
 def test_a_small_training_set_trains_more_epochs_to_the_minimum_image_count():
