@@ -91,7 +91,11 @@ class SphereFace2Head(BCEHead):
             a_y = r * (2.0 * ((math.cos(min(math.pi, angle)) + 1.0) / 2.0) ** t - 1.0)
             a_i = r * g0
         root = math.sqrt((1.0 - q) ** 2 + 4.0 * q * math.exp(a_y - a_i))
-        return -(math.log(2.0 * q) - a_i - math.log(1.0 - q + root))
+        if q <= 1.0:
+            log_sum = math.log(1.0 - q + root)
+        else:  # 1 - q + root cancels (few classes): it equals 4q e^(a_y - a_i) / (root + q - 1)
+            log_sum = math.log(4.0 * q) + a_y - a_i - math.log(root + q - 1.0)
+        return -(math.log(2.0 * q) - a_i - log_sum)
 
     def target_value(self, cosine, rows, context):
         if self.margin_type == "cosine":

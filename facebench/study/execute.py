@@ -13,7 +13,6 @@ from facebench.errors import DataError
 from facebench.fileio import check_output_dir, write_json, write_text
 from facebench.runs import process_pool
 from facebench.study import plan, report
-from facebench.study.data import check_idx_set, prepare_data, scaled_sizes
 from facebench.study.runs import Run, train_and_measure
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,14 @@ def _log_result(done: int, total: int, result: dict) -> None:
 
 
 def execute(runs: list[Run], pool, context: dict, on_result) -> dict[str, dict]:
-    """Train and measure ``runs`` on the pool; ``on_result(results)`` after each, in order."""
-    futures = [(run, pool.submit(train_and_measure, run, **context)) for run in runs]
+    """Train and measure ``runs`` on the pool; ``on_result(results)`` after each, in order.
+    Run i goes to ``devices[i mod len(devices)]``: on GPUs, one run per GPU side by side when
+    the pool has one worker per GPU."""
+    devices, shared = devices_and_context(context)
+    futures = [
+        (run, pool.submit(train_and_measure, run, **shared, device=devices[i % len(devices)]))
+        for i, run in enumerate(runs)
+    ]
     results = {}
     for done, (run, future) in enumerate(futures, 1):
         results[run.key] = future.result()
@@ -92,13 +97,17 @@ def write_outputs(
     runs: list[Run],
     results: dict,
     unjudged: frozenset = frozenset(),
+    impostors: int | None = None,
+    family: tuple = (report.METRICS, report.CLAIMS),
 ) -> None:
     """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far: the
     table and the claims from the ``table`` runs (each head at its chosen settings), the γ
-    figure from all ``runs`` (the sweep's other γ too)."""
+    figure from all ``runs`` (the sweep's other γ too); ``impostors``: impostor pairs per bin,
+    which decide the declared TAR tests; ``family``: the (metrics, claims) of the inputs."""
+    metrics, claim_list = family
     labels = {h.key: h.label for h in heads}
-    rows = report.summarize(heads, results, table)
-    claims = report.judge_claims(heads, results, table, unjudged)
+    rows = report.summarize(heads, results, table, metrics)
+    claims = report.judge_claims(heads, results, table, unjudged, impostors, metrics, claim_list)
     thresholds = report.judge_thresholds(heads, results, table, unjudged)
     points = report.sweep_points(heads, results, runs)
     summary.update(
@@ -112,10 +121,20 @@ def write_outputs(
         runs=results,
     )
     write_json(out / "study.json", summary)
-    write_text(out / "table.md", report.table_markdown(rows, summary["settings"]))
+    write_text(out / "table.md", report.table_markdown(rows, summary["settings"], metrics))
     write_text(out / "claims.md", report.claims_markdown(claims, thresholds, labels))
     if points:
         report.plot_sweep(points, labels, out / "gamma_sweep.png")
+
+
+def study_devices(device: str, jobs: int) -> tuple[str, ...]:
+    """The devices runs take in turn: ``device`` itself, or cuda:0 .. cuda:jobs-1 for "cuda"."""
+    return tuple(f"cuda:{i}" for i in range(jobs)) if device == "cuda" else (device,)
+
+
+def devices_and_context(context: dict) -> tuple[tuple[str, ...], dict]:
+    """(the devices, the rest of the run context)."""
+    return context["devices"], {k: v for k, v in context.items() if k != "devices"}
 
 
 def write_tuning(out: Path, heads, runs: list[Run], results: dict) -> None:
@@ -124,7 +143,7 @@ def write_tuning(out: Path, heads, runs: list[Run], results: dict) -> None:
 
 
 def run_study(
-    idx_dir: str,
+    inputs,
     out: Path,
     size: dict,
     heads,
@@ -132,11 +151,15 @@ def run_study(
     base_recipe: Path,
     command: str,
     budget_check: bool = False,
+    device: str = "cpu",
 ) -> dict:
-    """The whole study under ``out`` (resumable: finished runs are reused); returns study.json.
+    """The whole study of ``inputs`` (:mod:`facebench.study.inputs`) under ``out`` (resumable:
+    finished runs are reused); returns study.json. ``device``: cpu or cuda (``jobs`` runs side
+    by side, one per GPU).
     ``budget_check``: also train the chosen settings at 2x the budget; heads that fail the
     budget rule are not judged (budget_check.md)."""
-    size = scaled_sizes(size, check_idx_set(idx_dir))  # before anything is created under out
+    heads = inputs.study_heads(heads)
+    size = inputs.check(size, base_recipe, heads)  # before anything is created under out
     check_output_dir(out)
     setup = {
         "epochs": size["epochs"],
@@ -150,15 +173,17 @@ def run_study(
     write_json(stamp, setup)
     started = time.perf_counter()
     data_dir, runs_dir = out / "data", out / "runs"
-    split = prepare_data(idx_dir, data_dir, size)
+    split = inputs.prepare(data_dir, size)
     context = {
         "data_dir": data_dir,
         "runs_dir": runs_dir,
         "base_recipe": base_recipe,
         "epochs": size["epochs"],
         "min_images": size["min_images"],
+        "devices": study_devices(device, jobs),
     }
     summary = {"command": command, "size": size, "jobs": jobs, "split": split}
+    impostors, family = inputs.impostors(size), inputs.family(size)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.environ.setdefault("TQDM_DISABLE", "1")
     with process_pool(jobs, threads) as pool:
@@ -202,12 +227,12 @@ def run_study(
 
         def refresh(results: dict) -> None:
             summary["_started"] = started
-            write_outputs(out, summary, heads, table, runs, results, unjudged)
+            write_outputs(out, summary, heads, table, runs, results, unjudged, impostors, family)
 
         results = execute(runs, pool, context, refresh)
     every = [*tuned.values(), *results.values()]
     summary["train_seconds_total"] = sum(r["train_seconds"] for r in every)
     summary["train_cpu_seconds_total"] = sum(r.get("train_cpu_seconds", 0.0) for r in every)
     summary["_started"] = started
-    write_outputs(out, summary, heads, table, runs, results, unjudged)
+    write_outputs(out, summary, heads, table, runs, results, unjudged, impostors, family)
     return summary

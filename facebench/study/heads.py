@@ -64,6 +64,20 @@ DEFAULT_HEADS = (
     StudyHead("SphereFace2", "sphereface2", "sphereface2", tasks=("closed",)),
 )
 
+#: Heads a study may name beside :data:`DEFAULT_HEADS` (in ``--heads`` and the face preset).
+EXTRA_HEADS = (StudyHead("ArcFace (L_soft-nu, m=0.5)", "arcface", "arcface", {"margin": 0.5}),)
+#: The face study's heads (UniFace's ablation and SphereFace2; no per-class-bias L_bce-d).
+FACE_HEADS = (
+    "softmax",
+    "bce_u",
+    "normsoftmax",
+    "bce_u_norm",
+    "cosface",
+    "bce_u_margin",
+    "arcface",
+    "sphereface2",
+)
+
 #: The paper's comparisons: (claimed-better head key, the SoftMax-family head it is set against).
 COMPARISONS = (
     ("bce_u", "softmax"),
@@ -88,7 +102,7 @@ def select_heads(names: str | None) -> tuple[StudyHead, ...]:
 
     if names is None:
         return DEFAULT_HEADS
-    known = {h.key: h for h in DEFAULT_HEADS}
+    known = {h.key: h for h in (*DEFAULT_HEADS, *EXTRA_HEADS)}
     chosen = []
     for name in (n.strip() for n in names.split(",")):
         if name in known:

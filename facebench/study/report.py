@@ -7,7 +7,13 @@ from pathlib import Path
 from facebench import schema
 from facebench.fileio import atomic_path
 from facebench.study.heads import COMPARISONS, SWEEP_HEADS, SWEEP_SCALES, StudyHead
-from facebench.study.measure import OPEN_SET_FARS, tar_field, tar_label
+from facebench.study.measure import (
+    OPEN_BOOTSTRAP,
+    OPEN_SET_FARS,
+    supported_fars,
+    tar_field,
+    tar_label,
+)
 from facebench.study.plan import BUDGET_FACTOR, config_runs
 from facebench.study.stats import (
     BUDGET_METRICS,
@@ -16,6 +22,7 @@ from facebench.study.stats import (
     budget_converged,
     holm,
     mean_interval,
+    pair_variance,
     paired_verdict,
 )
 
@@ -75,12 +82,12 @@ def all_converged(results: dict, runs: list, head_keys: set, task: str) -> bool:
     return bool(done) and all(results[r.key].get(schema.CONVERGED) for r in done)
 
 
-def summarize(heads, results: dict, runs: list) -> list[dict]:
+def summarize(heads, results: dict, runs: list, metrics=METRICS) -> list[dict]:
     """Per head: each metric's mean with its 95 % interval, runs done and converged."""
     rows = []
     for head in heads:
         row = {"head": head.label, "key": head.key}
-        for metric, _, task in METRICS:
+        for metric, _, task in metrics:
             row[metric] = mean_interval(list(per_seed(results, runs, head, task, metric).values()))
         for task in ("closed", "open"):
             done = [r for r in runs if r.head.key == head.key and r.task == task]
@@ -91,16 +98,25 @@ def summarize(heads, results: dict, runs: list) -> list[dict]:
     return rows
 
 
-def declared_family(heads) -> list[dict]:
+def declared_family(
+    heads, impostor_pairs: int | None = None, metrics=METRICS, claims=CLAIMS
+) -> list[dict]:
     """The family of tests, fixed by the plan before any run: every comparison of
-    :data:`COMPARISONS` whose two heads are studied, on every claim metric both heads measure."""
+    :data:`COMPARISONS` whose two heads are studied, on every claim metric both heads measure;
+    TAR only at the FARs a bin of ``impostor_pairs`` (the planned size; None: any) reports."""
     by_key = {h.key: h for h in heads}
+    dropped = set()
+    if impostor_pairs is not None:
+        kept = supported_fars(impostor_pairs)
+        dropped = {tar_field(far) for far in OPEN_SET_FARS if far not in kept}
     family = []
     for better, other in COMPARISONS:
         if better not in by_key or other not in by_key:
             continue
-        for claim, metric, higher in CLAIMS:
-            task = next(t for m, _, t in METRICS if m == metric)
+        for claim, metric, higher in claims:
+            task = next(t for m, _, t in metrics if m == metric)
+            if metric in dropped:
+                continue
             if task in by_key[better].tasks and task in by_key[other].tasks:
                 family.append(
                     {
@@ -115,19 +131,35 @@ def declared_family(heads) -> list[dict]:
     return family
 
 
-def judge_claims(heads, results: dict, runs: list, unjudged: frozenset = frozenset()) -> list:
-    """Every test of :func:`declared_family`: paired interval, raw verdict, p-value, and the
-    Holm-adjusted p-value and verdict over the whole family. A comparison with an unconverged
-    run, or with a head in ``unjudged`` (e.g. failed the budget check), is not judged."""
+def judge_claims(
+    heads,
+    results: dict,
+    runs: list,
+    unjudged: frozenset = frozenset(),
+    impostor_pairs: int | None = None,
+    metrics=METRICS,
+    claims=CLAIMS,
+) -> list:
+    """Every test of :func:`declared_family` (``impostor_pairs``: the planned bin's): paired
+    interval, raw verdict, p-value, and the Holm-adjusted p-value and verdict over the whole
+    family; open-set intervals widened by the pair bootstrap (:func:`open_variances`). A
+    comparison with an unconverged run, or with a head in ``unjudged`` (e.g. failed the budget
+    check), is not judged."""
     by_key = {h.key: h for h in heads}
     out = []
-    for test in declared_family(heads):
+    for test in declared_family(heads, impostor_pairs, metrics, claims):
         better, other, task = test["better"], test["other"], test["task"]
         a = per_seed(results, runs, by_key[better], task, test["metric"])
         b = per_seed(results, runs, by_key[other], task, test["metric"])
+        variances = None
+        if task == "open":
+            heads_pair = (by_key[better], by_key[other])
+            variances = open_variances(results, runs, *heads_pair, test["metric"])
+            a = {s: v for s, v in a.items() if s in variances}
+            b = {s: v for s, v in b.items() if s in variances}
         converged = all_converged(results, runs, {better, other}, task)
         converged = converged and not ({better, other} & unjudged)
-        judged = paired_verdict(a, b, test["higher_is_better"], converged)
+        judged = paired_verdict(a, b, test["higher_is_better"], converged, variances)
         out.append({**test, **judged})
     adjusted = holm([c["p_value"] for c in out])
     for claim, p in zip(out, adjusted, strict=True):
@@ -136,6 +168,18 @@ def judge_claims(heads, results: dict, runs: list, unjudged: frozenset = frozens
         claim["p_adjusted"] = p
         claim["adjusted_verdict"] = adjusted_verdict(claim["verdict"], mean, p, sign)
     return out
+
+
+def open_variances(results: dict, runs: list, better, other, metric: str) -> dict[int, float]:
+    """Per seed (= its partition) where both heads' open-set runs hold their pair bootstrap of
+    ``metric``: the bootstrap variance of their difference (same resamples, so paired)."""
+    a = per_seed(results, runs, better, "open", OPEN_BOOTSTRAP)
+    b = per_seed(results, runs, other, "open", OPEN_BOOTSTRAP)
+    return {
+        s: pair_variance(a[s][metric], b[s][metric])
+        for s in sorted(set(a) & set(b))
+        if metric in a[s] and metric in b[s]
+    }
 
 
 def judge_thresholds(heads, results: dict, runs: list, unjudged: frozenset = frozenset()):
@@ -185,9 +229,9 @@ def _cell(stat: dict | None, digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {(stat['high'] - stat['low']) / 2:.{digits}f}"
 
 
-def table_markdown(rows: list[dict], settings: dict) -> str:
+def table_markdown(rows: list[dict], settings: dict, metrics=METRICS) -> str:
     """One row per head: chosen settings, convergence, every metric as mean ± 95 % half-width."""
-    names = [name for _, name, _ in METRICS]
+    names = [name for _, name, _ in metrics]
     lines = ["| head | lr | γ | converged (closed, open) | " + " | ".join(names) + " |"]
     lines.append("|---" * (len(names) + 4) + "|")
     for row in rows:
@@ -197,7 +241,7 @@ def table_markdown(rows: list[dict], settings: dict) -> str:
             f"{row['closed_converged']}/{row['closed_runs']}, "
             f"{row['open_converged']}/{row['open_runs']}"
         )
-        cells = [_cell(row[m], 4 if "acc" in m or "tar" in m else 3) for m, _, _ in METRICS]
+        cells = [_cell(row[m], 4 if "acc" in m or "tar" in m else 3) for m, _, _ in metrics]
         lines.append(
             f"| {row['head']} | {chosen.get('lr', '—')} | {gamma} | {conv} | "
             + " | ".join(cells)
@@ -210,7 +254,11 @@ def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) ->
     """The paired differences with 95 % intervals and verdicts, then claim (3) per head."""
     lines = [
         f"Holm's correction over the {len(claims)} declared tests (family-wise 5 %); the "
-        "adjusted verdict is the one to state.",
+        "adjusted verdict is the one to state. Closed set: paired t interval over seeds. Open "
+        "set: one unit per (seed i, class partition i), each with its own models and bin; t "
+        "interval over the units' differences with the variance widened by the mean "
+        "pair-bootstrap variance of a unit's difference (the pairs column counts units). TAR "
+        "at a FAR only where a bin holds 10 / FAR impostor pairs.",
         "",
         "| claim | head | vs | pairs | difference (95 % CI) | p | verdict (raw) "
         "| Holm-adjusted p | verdict (adjusted) |",

@@ -16,13 +16,14 @@ from facebench.fileio import read_json
 from facebench.runs import stored_result, train_to_plateau
 from facebench.study.heads import StudyHead
 
-#: task -> (training pack, evaluation target), relative to the data folder.
+#: task -> (training pack, evaluation target), relative to the data folder ({p}: the run's
+#: open-set partition).
 TASKS = {
     "tune": ("closed/fit", "closed/val"),
     "closed": ("closed/train", "closed/test"),
-    "open": ("open/train", "open/heldout.bin"),
+    "open": ("open/p{p}/train", "open/p{p}/heldout.bin"),
 }
-#: task -> its training pack's image count in the data folder's split.json.
+#: task -> its training pack's image count in split.json's counts (the partition's for open).
 TRAIN_COUNTS = {"tune": "closed_fit", "closed": "closed_train", "open": "open_train"}
 RESULT_NAME = "study_result.json"
 #: The learning rate falls tenfold at these fractions of training: lr/10 from 50 %, lr/100 from
@@ -40,13 +41,31 @@ class Run:
     lr: float
     scale: float | None
     budget: float = 1.0  # times the study's epochs, same schedule shape (the 2x budget check)
+    partition: int | None = None  # the open-set class partition (open runs only)
+
+    def __post_init__(self) -> None:
+        if (self.partition is None) == (self.task == "open"):
+            raise ValueError(f"{self.task} run: an open-set run, and only one, has a partition")
 
     @property
     def key(self) -> str:
-        """Folder name from head, task, settings and seed: ``bce_u_norm-closed-lr0.1-g64-s2``."""
+        """Folder name from head, task, settings, seed and partition:
+        ``bce_u_norm-closed-lr0.1-g64-s2``, ``bce_u-open-lr0.1-s2-p2``."""
         gamma = "" if self.scale is None else f"-g{self.scale:g}"
         budget = "" if self.budget == 1.0 else f"-x{self.budget:g}"
-        return f"{self.head.key}-{self.task}-lr{self.lr:g}{gamma}-s{self.seed}{budget}"
+        part = "" if self.partition is None else f"-p{self.partition}"
+        return f"{self.head.key}-{self.task}-lr{self.lr:g}{gamma}-s{self.seed}{part}{budget}"
+
+    def paths(self) -> tuple[str, str]:
+        """The training pack and evaluation target, relative to the data folder."""
+        return tuple(path.format(p=self.partition) for path in TASKS[self.task])
+
+    def train_count(self, split: dict) -> int:
+        """Its training pack's image count, from the data folder's split.json."""
+        counts = split["counts"]
+        if self.task == "open":
+            counts = split["open_partitions"][self.partition]["counts"]
+        return counts[TRAIN_COUNTS[self.task]]
 
     def describe(self) -> dict:
         """The run's identity as stored in its result."""
@@ -58,6 +77,7 @@ class Run:
             "lr": self.lr,
             "scale": self.scale,
             "budget": self.budget,
+            "partition": self.partition,
         }
 
 
@@ -81,37 +101,50 @@ def run_recipe(run: Run, base_recipe: Path, epochs: float):
         f"train.seed={run.seed}",
         f"train.epochs={epochs}",
         f"schedule.milestones=[{milestones}]",
-        f"data.train={TASKS[run.task][0]}",
+        f"data.train={run.paths()[0]}",
     ]
     return load_recipe(base_recipe, overrides)
 
 
 def train_and_measure(
-    run: Run, data_dir: Path, runs_dir: Path, base_recipe: Path, epochs: float, min_images: int
+    run: Run,
+    data_dir: Path,
+    runs_dir: Path,
+    base_recipe: Path,
+    epochs: float,
+    min_images: int,
+    device: str = "cpu",
 ) -> dict:
     """Train ``run`` (unless its result exists) for ``epochs`` or at least ``min_images``
-    images, judge convergence, measure; return the result."""
+    images on ``device``, judge convergence, measure; return the result."""
     run_dir = runs_dir / run.key
     return stored_result(
         run_dir / RESULT_NAME,
         run_dir,
-        lambda: _train_and_measure(run, data_dir, run_dir, base_recipe, epochs, min_images),
+        lambda: _train_and_measure(run, data_dir, run_dir, base_recipe, epochs, min_images, device),
     )
 
 
 def _train_and_measure(
-    run: Run, data_dir: Path, run_dir: Path, base_recipe: Path, epochs: float, min_images: int
+    run: Run,
+    data_dir: Path,
+    run_dir: Path,
+    base_recipe: Path,
+    epochs: float,
+    min_images: int,
+    device: str,
 ) -> dict:
     from facebench.errors import FacebenchError
+    from facebench.study.inputs import measure_targets
     from facebench.study.measure import measure_closed, measure_open
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    counts = read_json(data_dir / "split.json")["counts"]
-    run_length = run.budget * run_epochs(epochs, counts[TRAIN_COUNTS[run.task]], min_images)
+    train_images = run.train_count(read_json(data_dir / "split.json"))
+    run_length = run.budget * run_epochs(epochs, train_images, min_images)
     recipe = run_recipe(run, base_recipe, run_length)
     result = run.describe()
     try:
-        trained, training = train_to_plateau(recipe, run_dir, data_dir)
+        trained, training = train_to_plateau(recipe, run_dir, data_dir, device=device)
     except FacebenchError as exc:  # e.g. a diverged loss: recorded, never judged
         result.update(error=str(exc), converged=False, train_seconds=time.perf_counter() - start)
         return result
@@ -128,10 +161,12 @@ def _train_and_measure(
         train_images_per_cpu_s=trained.steps * recipe.train.batch_size / cpu_seconds,
     )
     measured = time.perf_counter()
-    target = data_dir / TASKS[run.task][1]
+    target = data_dir / run.paths()[1]
     if run.task == "open":
-        result.update(measure_open(trained.model_path, target, run_dir / "verify"))
+        result.update(measure_open(trained.model_path, target, run_dir / "verify", run.partition))
     else:
         result.update(measure_closed(trained.model_path, target, geometry=run.task == "closed"))
+    if run.task == "closed":  # a face study's open targets, measured with the closed-set model
+        result.update(measure_targets(trained.model_path, data_dir, run_dir / "verify", device))
     result["eval_seconds"] = time.perf_counter() - measured
     return result

@@ -48,7 +48,7 @@ def test_bad_idx_input_is_one_line_and_leaves_out_untouched(tmp_path, capsys, da
 def test_bad_sizes_and_heads_are_refused_before_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert study.main(["--quick", "--seeds", "0", "--out", str(out)]) == 2
-    assert "--seeds must be positive" in capsys.readouterr().err
+    assert "--seeds: expected an integer >= 1, got 0" in capsys.readouterr().err
     assert study.main(["--quick", "--heads", "softmax,nope", "--out", str(out)]) == 2
     assert "unknown head 'nope'" in capsys.readouterr().err
     assert not out.exists()
