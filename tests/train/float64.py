@@ -14,13 +14,19 @@ import facebench.data.model_input as model_input_module
 
 
 def train_in_float64():
-    """Default dtype float64 (models, heads) and float64 model input; returns the undo."""
+    """Default dtype float64 (models, heads) and float64 model input, in every module that
+    imported ``model_input`` (the trainer, the embedders) and for later imports; returns the
+    undo."""
     to_model_input, before = model_input_module.model_input, torch.get_default_dtype()
-    model_input_module.model_input = lambda *a, **kw: to_model_input(*a, **kw).double()
+    modules = [m for m in list(sys.modules.values()) if hasattr(m, "__dict__")]
+    users = [m for m in modules if vars(m).get("model_input") is to_model_input]
+    for module in users:
+        module.model_input = lambda *a, **kw: to_model_input(*a, **kw).double()
     torch.set_default_dtype(torch.float64)
 
     def undo():
-        model_input_module.model_input = to_model_input
+        for module in users:
+            module.model_input = to_model_input
         torch.set_default_dtype(before)
 
     return undo
