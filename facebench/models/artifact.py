@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from facebench import schema
 from facebench.data.images import InputConvention
 from facebench.errors import FacebenchError, ModelError
 from facebench.fileio import atomic_file
@@ -61,6 +62,55 @@ def save_model_artifact(
     with atomic_file(path) as f:
         torch.save(payload, f)
     return path
+
+
+def save_model(
+    path: str | os.PathLike,
+    recipe,
+    backbone: nn.Module,
+    head: nn.Module,
+    convention: InputConvention,
+    *,
+    num_classes: int,
+    steps: int,
+    write: bool = True,
+) -> Path | None:
+    """A training run's ``model.pt``: the backbone, input convention, learned threshold and (when
+    ``recipe.output.save_head``) the head's full state, loadable without the recipe. Collective
+    under torchrun: every process calls it, only where ``write`` is one written (its path
+    returned; None elsewhere). ``recipe`` is the run's :class:`facebench.config.Recipe`."""
+    head_state = None
+    if recipe.output.save_head:
+        spec = dict(getattr(head, "spec", {}))
+        head_state = {
+            "name": recipe.head.name,
+            "embedding_size": recipe.model.embedding_size,
+            "num_classes": num_classes,
+            "params": spec.get("params", dict(recipe.head.params)),
+            "state_dict": head.full_state_dict(),
+        }
+    threshold = head.decision_threshold()
+    if not write:
+        return None
+    backbone.eval()
+    kwargs = {"embedding_size": recipe.model.embedding_size, **recipe.model.options}
+    metadata = {
+        "recipe": recipe.name,
+        "head": recipe.head.name,
+        schema.LEARNED_THRESHOLD: None if threshold is None else threshold.value,
+        schema.LEARNED_THRESHOLD_UNITS: None if threshold is None else threshold.units,
+        "steps": steps,
+        "num_classes": num_classes,
+    }
+    return save_model_artifact(
+        path,
+        backbone,
+        recipe.model.backbone,
+        kwargs,
+        convention,
+        metadata=metadata,
+        head=head_state,
+    )
 
 
 def read_artifact(path: str | os.PathLike) -> dict:

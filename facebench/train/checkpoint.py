@@ -4,10 +4,12 @@ A checkpoint holds the backbone, the head's full (all classes) state, the optimi
 by parameter name with the head's per-row state (momentum, Adam moments) gathered over ranks
 like the head's weights, the scheduler, the loss scaler, RNG states and the step. The step and
 the recipe's seed fix the data position (see :mod:`facebench.train.sampling`).
+:func:`save_training_state` and :func:`load_training_state` write and restore a trainer's.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -23,6 +25,8 @@ FORMAT = "facebench-checkpoint-1"
 #: Optimizer state entries shaped like their parameter (sharded with the head's rows).
 PER_ELEMENT_STATE = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_path(directory: str | os.PathLike, step: int) -> Path:
@@ -66,6 +70,52 @@ def _checkpoints(directory) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
     return sorted(found)
+
+
+def save_training_state(trainer) -> Path:
+    """Write the trainer's ``checkpoints/step_N.pt`` (collective: every rank takes part, rank 0
+    writes) and keep the newest ``train.keep_checkpoints``."""
+    payload = {
+        "step": trainer.step,
+        "world_size": trainer.ctx.world_size,
+        "recipe": trainer.recipe.to_dict(),
+        "backbone": {k: v.cpu() for k, v in trainer.backbone.state_dict().items()},
+        "head": full_head_state(trainer.head),
+        "optimizer": optimizer_state(trainer.optimizer, trainer.backbone, trainer.head),
+        "scheduler": trainer.scheduler.state_dict(),
+        "scaler": trainer.scaler.state_dict(),
+        "rng": rng_state(),
+    }
+    directory = trainer.run_dir / "checkpoints"
+    path = checkpoint_path(directory, trainer.step)
+    if trainer.ctx.is_main:
+        save_checkpoint(path, payload)
+        prune_checkpoints(directory, trainer.recipe.train.keep_checkpoints)
+    trainer.ctx.barrier()
+    return path
+
+
+def load_training_state(trainer, path: Path) -> None:
+    """Restore into ``trainer`` everything :func:`save_training_state` wrote, at its world
+    size."""
+    payload = load_checkpoint(path)
+    try:
+        trainer.backbone.load_state_dict(payload["backbone"])
+        optim_state = payload["optimizer"]
+        load_optimizer_state(trainer.optimizer, optim_state, trainer.backbone, trainer.head)
+        load_full_head_state(trainer.head, payload["head"])
+    except (RuntimeError, KeyError) as exc:
+        raise ModelError(f"{path}: does not fit this recipe's model ({exc})") from exc
+    trainer.scheduler.load_state_dict(payload["scheduler"])
+    trainer.scaler.load_state_dict(payload["scaler"])
+    set_rng_state(payload["rng"])
+    trainer.step = int(payload["step"])
+    log.info(
+        "resumed %s at step %d (saved by %d process(es))",
+        path,
+        trainer.step,
+        payload["world_size"],
+    )
 
 
 def optimizer_state(

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from facebench import schema
 from facebench.fileio import append_text, write_text
+from facebench.train.checkpoint import save_training_state
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,10 @@ class CheckpointHook(Hook):
     def after_step(self, trainer, info: dict) -> None:
         every = self.every or trainer.steps_per_epoch
         if info["step"] % every == 0 and info["step"] != trainer.total_steps:
-            trainer.save_checkpoint()
+            save_training_state(trainer)
 
     def on_end(self, trainer) -> None:
-        trainer.save_checkpoint()
+        save_training_state(trainer)
 
 
 class VerificationHook(Hook):

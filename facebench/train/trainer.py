@@ -8,38 +8,20 @@ of a step does not depend on the number of processes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
-import os
-import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from facebench import distributed as dist
-from facebench import schema
-from facebench.config import Recipe, load_recipe, resolve_data_path, save_recipe
-from facebench.errors import ConfigError, ModelError, WriteError
-from facebench.fileio import exclusive
-from facebench.procs import die_with_parent
-from facebench.train import checkpoint as ckpt
-from facebench.train.hooks import (
-    CheckpointHook,
-    Hook,
-    JsonlHook,
-    LogRecordsHook,
-    ProgressHook,
-    TensorBoardHook,
-    VerificationHook,
-)
-from facebench.train.optim import build_optimizer, build_scheduler
+from facebench.config import Recipe
+from facebench.errors import ModelError
+from facebench.train import build
+from facebench.train.hooks import Hook
 from facebench.train.precision import LossScaler, autocast_dtype
-from facebench.train.sampling import GlobalBatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -58,76 +40,6 @@ class TrainResult:
     steps_per_epoch: int = 1  # optimizer steps per epoch (train.convergence groups losses by it)
 
 
-def train(
-    recipe: Recipe | str | Path,
-    run_dir: str | Path,
-    *,
-    data_root: str | Path | None = None,
-    device: str = "cpu",
-    resume: bool = False,
-    overrides: list[str] | tuple[str, ...] = (),
-    hooks: list[Hook] | tuple[Hook, ...] = (),
-    progress: bool = True,
-    recipe_file: str | None = None,
-) -> TrainResult:
-    """Train ``recipe`` (a :class:`Recipe` or a recipe file) into ``run_dir``.
-
-    Under torchrun this is one rank of a DDP run. ``hooks`` are added after the standard ones.
-    ``recipe_file`` (default: ``recipe`` when it is a path) names the recipe in errors about
-    its values found while building the run (batch size, head, backbone, data paths).
-    """
-    if not isinstance(recipe, Recipe):
-        recipe_file = recipe_file or str(recipe)
-        recipe = load_recipe(recipe, overrides)
-    elif overrides:
-        raise ConfigError("overrides apply to recipe files; edit the Recipe object instead")
-    resume_point(Path(run_dir), resume)  # before any work
-    ctx = dist.setup(device)
-    try:
-        with _claimed(Path(run_dir), ctx.is_main):
-            with _recipe_named(recipe_file or f"recipe {recipe.name!r}"):
-                trainer = Trainer(recipe, run_dir, ctx, data_root=data_root, progress=progress)
-            trainer.hooks.extend(hooks)
-            return trainer.fit(resume=resume)
-    finally:
-        dist.teardown(ctx)
-
-
-def resume_point(run_dir: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from (None for a new run); ConfigError for ``resume`` without a
-    checkpoint, or for a folder that already holds a run when not resuming."""
-    latest = ckpt.latest_checkpoint(run_dir / "checkpoints")
-    if resume and latest is None:
-        raise ConfigError(f"{run_dir}: --resume, but no checkpoint in {run_dir / 'checkpoints'}")
-    if not resume and (latest is not None or (run_dir / "model.pt").exists()):
-        raise ConfigError(
-            f"{run_dir}: already holds a run; pass --resume to continue it or choose another --out"
-        )
-    return latest
-
-
-@contextlib.contextmanager
-def _claimed(run_dir: Path, is_main: bool):
-    """The main process holds an OS lock on the run folder for the whole run, so a second
-    ``train`` on it is refused; a run that fails before its first checkpoint removes the folder
-    it created."""
-    if not is_main:
-        yield
-        return
-    existed = run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise WriteError(f"{run_dir}: cannot create the run folder ({exc.strerror})") from exc
-    with exclusive(run_dir, wait=False, what="run folder"):
-        try:
-            yield
-        except BaseException:
-            if not existed and ckpt.latest_checkpoint(run_dir / "checkpoints") is None:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-
-
 class Trainer:
     """Builds data, backbone, head, optimizer, schedule and scaler from a recipe; runs steps."""
 
@@ -140,95 +52,39 @@ class Trainer:
         data_root: str | Path | None = None,
         progress: bool = True,
     ):
-        from facebench.data.collate import collate_images
-        from facebench.data.images import InputConvention
-        from facebench.data.packs import PackDataset
-        from facebench.heads import build_head
-        from facebench.models import build_backbone
-
         self.recipe, self.ctx, self.data_root = recipe, ctx, data_root
         self.run_dir = Path(run_dir)
         self.device = ctx.device
         t = recipe.train
-        _seed_everything(t.seed)
-
-        pack_path = resolve_data_path(recipe.data.train, data_root, "data.train")
-        self.dataset = PackDataset(str(pack_path))  # uint8 images; flips and floats on the device
-        self.convention = InputConvention(size=_image_size(self.dataset))
+        build.seed_everything(t.seed)
+        self.dataset, self.convention = build.train_data(recipe, data_root)
         self.num_classes = self.dataset.pack.num_classes
+        bins = build.bin_paths(recipe, data_root)
         if ctx.is_main:
-            self._check_bins()
-
-        self.backbone = build_backbone(
-            recipe.model.backbone, recipe.model.embedding_size, **recipe.model.options
-        ).to(self.device)
-        if t.sync_bn and ctx.world_size > 1:
-            self.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
-        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
-        self.backbone = self.backbone.to(memory_format=self.memory_format)
-        head_args = (recipe.head.name, recipe.model.embedding_size, self.num_classes)
-        if ctx.group is None:
-            self.head = build_head(*head_args, **recipe.head.params)
-        else:
-            # initialise the slices from the one-process head, so the start (and the RNG
-            # stream after it) does not depend on the world size
-            rng = torch.get_rng_state()
-            self.head = build_head(*head_args, **recipe.head.params, process_group=ctx.group)
-            torch.set_rng_state(rng)
-            whole = build_head(*head_args, **recipe.head.params)
-            self.head.load_full_state_dict(ckpt.full_head_state(whole))
-            del whole
-        self.head = self.head.to(self.device)
-        self.model = self.backbone
-        if ctx.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = torch.nn.parallel.DistributedDataParallel(self.backbone, device_ids=ids)
-
-        self.sampler = GlobalBatchSampler(
-            len(self.dataset), t.batch_size, t.accumulation, ctx.rank, ctx.world_size, t.seed
-        )
-        self.loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_sampler=self.sampler,
-            collate_fn=collate_images,
-            num_workers=recipe.data.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=recipe.data.num_workers > 0,
-            worker_init_fn=functools.partial(die_with_parent, os.getpid()),
-        )
+            build.check_bins(bins)
+        self.backbone, self.head, self.model = build.networks(recipe, ctx, self.num_classes)
+        self.sampler, self.loader = build.loader(recipe, ctx, self.dataset)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.schedule_steps = max(1, int(t.epochs * self.steps_per_epoch))
         self.total_steps = min(self.schedule_steps, t.max_steps or self.schedule_steps)
-
-        self.optimizer = build_optimizer(recipe.optim, self.backbone, self.head)
-        self.scheduler = build_scheduler(
-            recipe.schedule,
-            self.optimizer,
-            recipe.optim.lr,
-            self.steps_per_epoch,
-            self.schedule_steps,
+        self.optimizer, self.scheduler = build.optimization(
+            recipe, self.backbone, self.head, self.steps_per_epoch, self.schedule_steps
         )
         self.amp_dtype = autocast_dtype(t.amp, self.device)
         self.scaler = LossScaler(enabled=self.amp_dtype == torch.float16)
-        self._sharded = _sharded_head_params(self.head)
+        self._sharded = build.sharded_head_params(self.head)
 
         self.step = 0
         self.losses: list[float] = []
         self.metrics: dict = {}  # bin name -> summary, set by the VerificationHook
-        self.hooks: list[Hook] = [
-            ProgressHook(progress),
-            VerificationHook(recipe.eval.every, self._bin_paths(), recipe.eval.batch_size),
-            LogRecordsHook(t.log_every),
-            JsonlHook(self.run_dir / "log.jsonl"),
-            CheckpointHook(t.checkpoint_every),
-        ]
-        if recipe.output.tensorboard:
-            self.hooks.append(TensorBoardHook(self.run_dir / "tb"))
+        self.hooks: list[Hook] = build.standard_hooks(recipe, self.run_dir, bins, progress)
 
     # ---- the loop ------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> TrainResult:
-        """Run (or continue) training to the end; write model.pt; return a summary."""
-        self._prepare_run_dir(resume)
+    def fit(self) -> TrainResult:
+        """Run training from ``self.step`` (0, or a restored checkpoint's) to the end; write
+        model.pt; return a summary."""
+        from facebench.models.artifact import save_model
+
         start = self.step
         for hook in self.hooks:
             hook.on_start(self)
@@ -252,7 +108,16 @@ class Trainer:
                     break
         for hook in self.hooks:
             hook.on_end(self)
-        model_path = self.save_model()
+        model_path = save_model(
+            self.run_dir / "model.pt",
+            self.recipe,
+            self.backbone,
+            self.head,
+            self.convention,
+            num_classes=self.num_classes,
+            steps=self.step,
+            write=self.ctx.is_main,
+        )
         return TrainResult(
             run_dir=self.run_dir,
             model_path=model_path,
@@ -381,147 +246,3 @@ class Trainer:
         """The head's decision threshold (``head.decision_threshold()``), None if it has none."""
         threshold = self.head.decision_threshold()
         return None if threshold is None else threshold.value
-
-    def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/step_N.pt`` (collective: every rank takes part, rank 0 writes)."""
-        payload = {
-            "step": self.step,
-            "world_size": self.ctx.world_size,
-            "recipe": self.recipe.to_dict(),
-            "backbone": {k: v.cpu() for k, v in self.backbone.state_dict().items()},
-            "head": ckpt.full_head_state(self.head),
-            "optimizer": ckpt.optimizer_state(self.optimizer, self.backbone, self.head),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": ckpt.rng_state(),
-        }
-        directory = self.run_dir / "checkpoints"
-        path = ckpt.checkpoint_path(directory, self.step)
-        if self.ctx.is_main:
-            ckpt.save_checkpoint(path, payload)
-            ckpt.prune_checkpoints(directory, self.recipe.train.keep_checkpoints)
-        self.ctx.barrier()
-        return path
-
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote, at this run's world size."""
-        payload = ckpt.load_checkpoint(path)
-        try:
-            self.backbone.load_state_dict(payload["backbone"])
-            optim_state = payload["optimizer"]
-            ckpt.load_optimizer_state(self.optimizer, optim_state, self.backbone, self.head)
-            ckpt.load_full_head_state(self.head, payload["head"])
-        except (RuntimeError, KeyError) as exc:
-            raise ModelError(f"{path}: does not fit this recipe's model ({exc})") from exc
-        self.scheduler.load_state_dict(payload["scheduler"])
-        self.scaler.load_state_dict(payload["scaler"])
-        ckpt.set_rng_state(payload["rng"])
-        self.step = int(payload["step"])
-        log.info(
-            "resumed %s at step %d (saved by %d process(es))",
-            path,
-            self.step,
-            payload["world_size"],
-        )
-
-    def _check_bins(self) -> None:
-        """Read and decode every eval bin once, so a missing or bad bin is an error before a
-        model is built or a run file written (not at the end of training)."""
-        from facebench.embed.sources import BinSource
-
-        for path in self._bin_paths():
-            for _ in BinSource(path):
-                pass
-
-    def _bin_paths(self) -> list[str]:
-        """The recipe's verification bins, resolved against the data root."""
-        return [
-            str(resolve_data_path(b, self.data_root, "eval.bins")) for b in self.recipe.eval.bins
-        ]
-
-    def save_model(self) -> Path | None:
-        """``RUN_DIR/model.pt``: backbone, input convention, learned threshold and (optionally)
-        the head's full state, loadable without the recipe (collective)."""
-        from facebench.models.artifact import save_model_artifact
-
-        head = None
-        if self.recipe.output.save_head:
-            spec = dict(getattr(self.head, "spec", {}))
-            head = {
-                "name": self.recipe.head.name,
-                "embedding_size": self.recipe.model.embedding_size,
-                "num_classes": self.num_classes,
-                "params": spec.get("params", dict(self.recipe.head.params)),
-                "state_dict": ckpt.full_head_state(self.head),
-            }
-        threshold = self.head.decision_threshold()
-        if not self.ctx.is_main:
-            return None
-        self.backbone.eval()
-        kwargs = {"embedding_size": self.recipe.model.embedding_size, **self.recipe.model.options}
-        metadata = {
-            "recipe": self.recipe.name,
-            "head": self.recipe.head.name,
-            schema.LEARNED_THRESHOLD: None if threshold is None else threshold.value,
-            schema.LEARNED_THRESHOLD_UNITS: None if threshold is None else threshold.units,
-            "steps": self.step,
-            "num_classes": self.num_classes,
-        }
-        path = self.run_dir / "model.pt"
-        save_model_artifact(
-            path,
-            self.backbone,
-            self.recipe.model.backbone,
-            kwargs,
-            self.convention,
-            metadata=metadata,
-            head=head,
-        )
-        return path
-
-    def _prepare_run_dir(self, resume: bool) -> None:
-        """Create the run directory, or find the checkpoint to resume from."""
-        latest = resume_point(self.run_dir, resume)
-        if latest is not None:
-            self.load_checkpoint(latest)
-        if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_recipe(self.recipe, self.run_dir / "recipe.yaml")
-        self.ctx.barrier()
-
-
-@contextlib.contextmanager
-def _recipe_named(source: str):
-    """Prefix ``source`` to ConfigErrors that do not name it yet."""
-    try:
-        yield
-    except ConfigError as exc:
-        if str(exc).startswith(source):
-            raise
-        raise ConfigError(f"{source}: {exc}") from exc
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _image_size(dataset) -> tuple[int, int]:
-    """(H, W) of the pack's images: its property file, else its first image."""
-    prop = dataset.pack.property
-    if prop is not None:
-        return int(prop[1]), int(prop[2])
-    rgb = dataset.pack.read_image(int(dataset.pack.image_keys[0]))
-    return int(rgb.shape[0]), int(rgb.shape[1])
-
-
-def _sharded_head_params(head: torch.nn.Module) -> set[int]:
-    """ids of head parameters that hold only this rank's rows (collective): those whose full
-    (all-class) shape differs from the local one."""
-    full = ckpt.full_head_state(head)
-    return {
-        id(p)
-        for name, p in head.named_parameters()
-        if name in full and tuple(full[name].shape) != tuple(p.shape)
-    }
