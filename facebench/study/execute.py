@@ -13,6 +13,7 @@ from facebench.errors import DataError
 from facebench.fileio import check_output_dir, write_json, write_text
 from facebench.runs import process_pool
 from facebench.study import plan, report
+from facebench.study.figures import write_readable
 from facebench.study.runs import Run, train_and_measure
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,11 @@ def write_outputs(
         runs=results,
     )
     write_json(out / "study.json", summary)
-    write_text(out / "table.md", report.table_markdown(rows, summary["settings"], metrics))
-    write_text(out / "claims.md", report.claims_markdown(claims, thresholds, labels))
+    table_md = report.table_markdown(rows, summary["settings"], metrics)
+    claims_md = report.claims_markdown(claims, thresholds, labels)
+    write_text(out / "table.md", table_md)
+    write_text(out / "claims.md", claims_md)
+    write_readable(out, table_md, claims_md, claims, labels, heads, table, results)
     if points:
         report.plot_sweep(points, labels, out / "gamma_sweep.png")
 
