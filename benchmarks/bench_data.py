@@ -31,7 +31,7 @@ from facebench.data.collate import collate_images
 from facebench.data.images import InputConvention
 from facebench.data.model_input import model_input
 from facebench.data.packs import PackDataset
-from facebench.data.synthetic import SynthConfig, write_synthetic_dataset
+from facebench.data.synth.dataset import SynthConfig, write_synthetic_dataset
 
 
 def make_pack(directory: str, identities: int, images_per_identity: int) -> str:

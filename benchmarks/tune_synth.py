@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from facebench import schema
-from facebench.data.synthetic import SynthConfig, write_open_set_bin
+from facebench.data.synth.dataset import SynthConfig, write_open_set_bin
 from facebench.fileio import write_json
 from facebench.quickstart import (
     HEADS,

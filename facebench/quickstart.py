@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facebench import schema
-from facebench.data.synthetic import SynthConfig
+from facebench.data.synth.dataset import SynthConfig
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_dir, check_output_dir, write_json
 from facebench.runs import map_runs, reproducible_threads, train_to_plateau
@@ -97,7 +97,7 @@ def default_recipes_dir() -> Path:
 
 def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig, progress: bool = True) -> Path:
     """The synthetic dataset for ``cfg`` under ``data_dir``: reused if present, else written."""
-    from facebench.data.synthetic import write_synthetic_dataset
+    from facebench.data.synth.dataset import write_synthetic_dataset
 
     summary = data_dir / "synth.json"
     if summary.exists():
@@ -125,7 +125,7 @@ def identification_split(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.n
     Returns ``(gallery_images, gallery_ids, probe_images, probe_ids)`` as uint8 RGB arrays.
     """
     from facebench.data.images import decode_image
-    from facebench.data.synthetic import encode_identity_images
+    from facebench.data.synth.dataset import encode_identity_images
 
     images = range(_IDENTIFICATION_STREAM, _IDENTIFICATION_STREAM + IDENTIFICATION_IMAGES)
     enrolled = cfg.val_identities // 2

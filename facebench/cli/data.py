@@ -208,7 +208,7 @@ def _folder_to_bin(args) -> int:
 
 
 def _synth(args) -> int:
-    from facebench.data.synthetic import SynthConfig, write_synthetic_dataset
+    from facebench.data.synth.dataset import SynthConfig, write_synthetic_dataset
     from facebench.fileio import check_output_dir
 
     check_output_dir(args.out, new=True)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from facebench.data.synthetic import SynthConfig
+from facebench.data.synth.dataset import SynthConfig
 from facebench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def write_open_pack(cfg: SynthConfig, out: Path, identities: int, images: int) -
     """A pack of ``identities`` synthetic identities after the training and bin ones
     (``images`` each, image numbers no bin uses), for all-pairs open-set verification."""
     from facebench.data.packs import write_face_pack
-    from facebench.data.synthetic import encode_identity_images
+    from facebench.data.synth.dataset import encode_identity_images
     from facebench.fileio import atomic_dir
 
     first = cfg.identities + cfg.val_identities

@@ -7,17 +7,17 @@ import cv2
 import numpy as np
 import pytest
 
-from facebench.data import synthetic
 from facebench.data.bins import read_verification_bin
 from facebench.data.packs import FacePack
-from facebench.data.synthetic import (
-    FaceRenderer,
+from facebench.data.synth import dataset as synthetic
+from facebench.data.synth.dataset import (
     SynthConfig,
     encode_identity_images,
     render_identity_images,
     verification_pairs,
     write_synthetic_dataset,
 )
+from facebench.data.synth.render import FaceRenderer
 from facebench.errors import ConfigError
 
 SMALL = SynthConfig(

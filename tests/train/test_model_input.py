@@ -16,7 +16,7 @@ from facebench.data.collate import RowBatch, collate_images, read_batch
 from facebench.data.images import InputConvention
 from facebench.data.model_input import model_input
 from facebench.data.packs import PackDataset
-from facebench.data.synthetic import SynthConfig, write_synthetic_dataset
+from facebench.data.synth.dataset import SynthConfig, write_synthetic_dataset
 from facebench.embed import TorchEmbedder, embed_images
 from facebench.errors import DataError
 from facebench.models import build_backbone
