@@ -179,7 +179,9 @@ class FaceInputs:
                 "impostors": open_pack_impostors(pack),
             }
         size = {**size, "classes": classes, "image_size": list(shape), "targets": targets}
-        check_recipe_fits(base_recipe, heads, size)
+        rest = _class_sizes(train) - size["val_per_class"]
+        fit = int(np.minimum(rest, size["fit_per_class"] or rest.max()).sum())
+        check_recipe_fits(base_recipe, heads, size, fit)
         return size
 
     def prepare(self, data_dir: Path, size: dict) -> dict:
@@ -331,9 +333,10 @@ def all_pairs_report(embedder, pack_path: str) -> dict:
     return report
 
 
-def check_recipe_fits(recipe_path: Path, heads, size: dict) -> None:
-    """ConfigError when the base recipe cannot train on the pack: its backbone refuses the
-    pack's image size, or a head cannot be built for its identities (both on the meta device)."""
+def check_recipe_fits(recipe_path: Path, heads, size: dict, fit_images: int) -> None:
+    """ConfigError when the base recipe cannot train on the pack: its batch is larger than the
+    ``fit_images`` the tuning runs fit, its backbone refuses the pack's image size, or a head
+    cannot be built for its identities (both on the meta device)."""
     import torch
 
     from facebench.config import load_recipe
@@ -341,6 +344,11 @@ def check_recipe_fits(recipe_path: Path, heads, size: dict) -> None:
     from facebench.models import build_backbone
 
     recipe = load_recipe(recipe_path)
+    if recipe.train.batch_size > fit_images:
+        raise ConfigError(
+            f"--recipe {recipe_path}: train.batch_size {recipe.train.batch_size} is larger than "
+            f"the {fit_images} images the tuning runs fit (lower it, or give more images)"
+        )
     height, width = size["image_size"]
     model = recipe.model
     with torch.device("meta"):
