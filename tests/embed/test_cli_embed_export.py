@@ -254,7 +254,8 @@ def test_bad_inputs_give_one_line_errors(workdir, capsys):
     assert "gray.onnx: expected an NCHW input with 3 channels" in line
 
     line = error_line(
-        ["export", "--model", model, "--onnx", str(workdir / "fail.onnx"), "--tolerance", "-1"],
+        # tolerance 0: onnxruntime and torch never agree to the last bit over a whole network
+        ["export", "--model", model, "--onnx", str(workdir / "fail.onnx"), "--tolerance", "0"],
         capsys,
     )
     assert "nothing written" in line
