@@ -68,9 +68,29 @@ def headline_rates(rates: dict, count: int) -> dict:
     return {k: v for k, v in rates.items() if float(k) * count >= HEADLINE_MIN_PAST - 1e-9}
 
 
+def _rate_row(label: str, reports: list, field: str, count_field: str, unit: str) -> list | None:
+    """``label=KEY`` and one cell per report (None: no report) of the rate ``field`` at the
+    strictest target every report reaches with enough pairs (`headline_rates`); where none
+    does, at the loosest target all report, each value with the count it rests on. None when
+    the reports share no target."""
+    present = [r for r in reports if r is not None]
+    key = _strictest_key([headline_rates(r.get(field, {}), r.get(count_field, 0)) for r in present])
+    few = key is None
+    if few:
+        common = set.intersection(*(set(r.get(field, {})) for r in present)) if present else set()
+        key = max(common, key=float, default=None)
+        if key is None:
+            return None
+    cells = []
+    for r in reports:
+        value = DASH if r is None else _pct(r[field][key])
+        cells.append(f"{value} (of {r.get(count_field, 0):,} {unit})" if few and r else value)
+    return [f"{label}={key}", *cells]
+
+
 def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
-    """One row per headline metric, one column per run (percent unless noted); a rate only at
-    a target that rests on enough pairs in every run (`headline_rates`)."""
+    """One row per headline metric, one column per run (percent unless noted); a rate at a
+    target that rests on enough pairs in every run, or else with its count (`_rate_row`)."""
     rows = []
     for name in _datasets(runs, schema.VERIFICATION):
         got = [run.verification.get(name) for run in runs]
@@ -93,17 +113,10 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
                 for r in got
             ]
         )
-        tars = [
-            headline_rates(r.get(schema.TAR_AT_FAR, {}), r.get(schema.IMPOSTOR_PAIRS, 0))
-            for r in got
-            if r is not None
-        ]
-        far = _strictest_key(tars)
-        if far is not None:
-            rows.append(
-                [f"{name}: TAR@FAR={far}"]
-                + [DASH if r is None else _pct(r.get(schema.TAR_AT_FAR, {}).get(far)) for r in got]
-            )
+        tar = _rate_row(
+            f"{name}: TAR@FAR", got, schema.TAR_AT_FAR, schema.IMPOSTOR_PAIRS, "impostor pairs"
+        )
+        rows += [tar] if tar else []
     for name in _datasets(runs, schema.IJB):
         got = [run.verification.get(name) for run in runs]
         for key in _rates((1e-5, 1e-4)):
@@ -133,17 +146,12 @@ def comparison_rows(runs: list[RunReports]) -> list[list[str]]:
             rows.append([label] + [_score(*c) if is_score else _pct(c[0]) for c in cells])
     if any(run.identification for run in runs):
         firsts = [next(iter(run.identification.values()), None) for run in runs]
-        dirs = [
-            headline_rates(r.get(schema.DIR_AT_FPIR, {}), r.get("non_mated_probes", 0))
-            for r in firsts
-            if r is not None
-        ]
-        fpir = _strictest_key(dirs)
-        picks = [("rank-1 (closed set)", lambda r: r[schema.CMC].get("1"))]
-        if fpir is not None:
-            picks.append((f"DIR@FPIR={fpir}", lambda r: r.get(schema.DIR_AT_FPIR, {}).get(fpir)))
-        for label, pick in picks:
-            rows.append([label] + [DASH if r is None else _pct(pick(r)) for r in firsts])
+        rank1 = [DASH if r is None else _pct(r[schema.CMC].get("1")) for r in firsts]
+        rows.append(["rank-1 (closed set)", *rank1])
+        dir_row = _rate_row(
+            "DIR@FPIR", firsts, schema.DIR_AT_FPIR, "non_mated_probes", "non-mated probes"
+        )
+        rows += [dir_row] if dir_row else []
     return rows + training_rows(runs)
 
 

@@ -153,3 +153,8 @@ def test_headline_rates_rest_on_ten_pairs_past_their_threshold(tmp_path):
     assert f"| lfw: TAR@FAR=1e-01 | {100 * lfw['tar_at_far']['1e-01']:.2f} |" in table
     assert f"| DIR@FPIR=1e-01 | {100 * ident['dir_at_fpir']['1e-01']:.2f} |" in table
     assert "=1e-02" not in table
+    # no target reaches 10 past the threshold: the loosest, each value with its count
+    path = os.path.join(run, "reports", "identification.json")
+    write_json(path, {**ident, "non_mated_probes": 50})
+    dir_at = f"{100 * ident['dir_at_fpir']['1e-01']:.2f}"
+    assert f"| DIR@FPIR=1e-01 | {dir_at} (of 50 non-mated probes) |" in comparison_table([run])
