@@ -29,14 +29,13 @@ import time
 from pathlib import Path
 
 from facebench import schema
-from facebench.data.synth.dataset import SynthConfig, write_open_set_bin
+from facebench.data.synth.dataset import SynthConfig, ensure_synthetic_data, write_open_set_bin
 from facebench.fileio import write_json
 from facebench.quickstart import (
     HEADS,
     SIZES,
     THREADS_PER_HEAD,
     default_recipes_dir,
-    ensure_synthetic_data,
 )
 from facebench.runs import choose, map_runs, reproducible_threads, stored_result, train_to_plateau
 from facebench.study.runs import LR_DROPS

@@ -14,7 +14,6 @@ run.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from facebench import schema
-from facebench.data.synth.dataset import SynthConfig
-from facebench.errors import ConfigError, DataError
+from facebench.data.synth.dataset import SynthConfig, ensure_synthetic_data
+from facebench.errors import ConfigError
 from facebench.fileio import atomic_dir, check_output_dir, write_json
 from facebench.runs import map_runs, reproducible_threads, train_to_plateau
 
@@ -93,28 +92,6 @@ def default_workers() -> int:
 def default_recipes_dir() -> Path:
     """`recipes/` of the source checkout this package is installed from."""
     return Path(__file__).resolve().parent.parent / "recipes"
-
-
-def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig, progress: bool = True) -> Path:
-    """The synthetic dataset for ``cfg`` under ``data_dir``: reused if present, else written."""
-    from facebench.data.synth.dataset import write_synthetic_dataset
-
-    summary = data_dir / "synth.json"
-    if summary.exists():
-        try:
-            stored = json.loads(summary.read_text())["config"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"{summary}: unreadable synthetic data summary ({exc})") from exc
-        if stored == asdict(cfg):
-            log.info("using the synthetic data in %s", data_dir)
-            return data_dir
-        raise DataError(
-            f"{data_dir}: holds synthetic data made with other settings; "
-            "pass another --data directory or remove it"
-        )
-    workers = min(2, os.cpu_count() or 1)
-    write_synthetic_dataset(str(data_dir), cfg, workers=workers, progress=progress)
-    return data_dir
 
 
 def identification_split(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -140,10 +140,8 @@ def study_inputs(args):
     if args.idx and given:
         raise ConfigError(f"--idx is an idx study; drop {given[0]}")
     if args.preset:
-        from facebench.fileio import check_output_dir
         from facebench.study.presets import SYNTH_FACES, check_data_folder
 
-        check_output_dir(args.out)  # before the data is made
         check_data_folder(Path(args.data))
         synth, open_pack = SYNTH_FACES[quick].make(Path(args.data))
         inputs = FaceInputs(
@@ -178,9 +176,11 @@ def study_inputs(args):
 
 
 def run(args, command: str | None = None) -> int:
+    from facebench.fileio import check_output_dir
     from facebench.study.execute import run_study
 
     logging.getLogger("facebench").setLevel(logging.INFO)
+    check_output_dir(args.out)  # before any input is read or data made
     inputs, size, recipe, heads = study_inputs(args)
     command = command or " ".join(["facebench study", *sys.argv[2:]])
     summary = run_study(

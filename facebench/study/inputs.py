@@ -25,9 +25,8 @@ from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_dir, read_json, write_json
 from facebench.schema import rate_key
 
-#: FARs a face study judges where its open set holds >= :data:`PAIRS_PER_FAR` / FAR impostors.
+#: FARs a face study judges where its open set holds enough impostors (measure.supported_fars).
 FACE_FARS = (1e-3, 1e-4, 1e-5)
-PAIRS_PER_FAR = 10
 #: The largest open pack scored on all pairs (n (n - 1) / 2 scores held in memory).
 MAX_OPEN_PACK_IMAGES = 12_000
 TARGETS_FILE = "targets.json"
@@ -103,8 +102,10 @@ def _class_sizes(pack) -> np.ndarray:
 
 
 def supported_fars(impostors: int) -> tuple[float, ...]:
-    """The :data:`FACE_FARS` with at least :data:`PAIRS_PER_FAR` / FAR impostor pairs."""
-    return tuple(far for far in FACE_FARS if impostors * far >= PAIRS_PER_FAR - 1e-9)
+    """The :data:`FACE_FARS` a set of ``impostors`` pairs reports TAR at (the package's rule)."""
+    from facebench.study.measure import supported_fars as rule
+
+    return rule(impostors, FACE_FARS)
 
 
 def open_pack_impostors(pack) -> int:

@@ -20,13 +20,14 @@ BOOTSTRAP_SEED = 3000
 OPEN_BOOTSTRAP = "verification_bootstrap"
 
 
-def supported_fars(impostor_pairs: int) -> tuple[float, ...]:
-    """The :data:`OPEN_SET_FARS` a bin of ``impostor_pairs`` reports TAR at: the package's one
-    rule, :func:`facebench.report.render.headline_rates` (>= 10 impostor pairs past the
-    threshold)."""
+def supported_fars(
+    impostor_pairs: int, fars: tuple[float, ...] = OPEN_SET_FARS
+) -> tuple[float, ...]:
+    """The ``fars`` a bin of ``impostor_pairs`` reports TAR at: the package's one rule,
+    :func:`facebench.report.render.headline_rates` (>= 10 impostor pairs past the threshold)."""
     from facebench.report.render import headline_rates
 
-    kept = headline_rates({rate_key(far): far for far in OPEN_SET_FARS}, impostor_pairs)
+    kept = headline_rates({rate_key(far): far for far in fars}, impostor_pairs)
     return tuple(kept.values())
 
 

@@ -59,7 +59,7 @@ class SynthFaces:
     def make(self, data: Path) -> tuple[Path, Path]:
         """(the synth folder, the open pack) under ``data``: reused when made with these
         settings, else written (a folder of other settings is refused)."""
-        from facebench.quickstart import ensure_synthetic_data
+        from facebench.data.synth.dataset import ensure_synthetic_data
 
         synth = ensure_synthetic_data(data / "synth", self.synth, progress=False)
         open_pack = data / "open"

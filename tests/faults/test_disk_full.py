@@ -35,6 +35,7 @@ COMMANDS = {
     "report": "report {w}/reports --out {m}/r",
     "search": "search --index {w}/gallery.index --embeddings {w}/probes.npy --threshold 0.3 "
     "--out {m}/s.csv",
+    "study": "study --idx {w}/idx --quick --out {m}/st",
     "train": "train {w}/tiny.yaml --data {w} --out {m}/run --no-progress",
     "uniform": f"uniform {M} --pack {{w}}/synth/test.rec --out {{m}}/r",
     "verify": f"verify {M} --bin {{w}}/synth/synth_val.bin --out {{m}}/r",

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "synth" / "bce_u.yaml")
 
 # kind: "file" (a new file), "update" (an existing file rewritten in place), "dir" (a folder
-# that may exist, holding the listed outputs), "new-dir" (a folder that must not exist).
+# that may exist, holding the listed outputs), "new-dir" (a folder that must not exist),
+# "resume-dir" (a folder whose earlier outputs are reused: only a file in its place is wrong).
 # argv takes the output path as {out} and a missing input folder as {no}.
 TABLE = {
     "data from-folder": ("new-dir", "pack", ["data", "from-folder", "{no}", "--out", "{out}"]),
@@ -69,6 +70,7 @@ TABLE = {
             "{out}",
         ],
     ),
+    "study": ("resume-dir", "st", ["study", "--idx", "{no}", "--quick", "--out", "{out}"]),
     "train": ("dir:model.pt", "run", ["train", RECIPE, "--data", "{no}", "--out", "{out}"]),
     "uniform": (
         "dir:uniform.json",

@@ -9,6 +9,7 @@ import multiprocessing as mp
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -18,7 +19,7 @@ from facebench.data.images import encode_image
 from facebench.data.packs import write_face_pack
 from facebench.data.synth.appearance import Identity, sample_identity, sample_variation
 from facebench.data.synth.render import FaceRenderer
-from facebench.errors import ConfigError
+from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_dir, write_text
 from facebench.procs import worker_init
 
@@ -219,3 +220,23 @@ def write_synthetic_dataset(
         write_text(os.path.join(tmp, SUMMARY_FILE), json.dumps(summary, indent=2))
     log.debug("wrote %s: %d train images of %d identities", out_dir, train[0], train[1])
     return summary
+
+
+def ensure_synthetic_data(data_dir: Path, cfg: SynthConfig, progress: bool = True) -> Path:
+    """The synthetic dataset for ``cfg`` under ``data_dir``: reused if present, else written."""
+    summary = data_dir / SUMMARY_FILE
+    if summary.exists():
+        try:
+            stored = json.loads(summary.read_text())["config"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"{summary}: unreadable synthetic data summary ({exc})") from exc
+        if stored == asdict(cfg):
+            log.info("using the synthetic data in %s", data_dir)
+            return data_dir
+        raise DataError(
+            f"{data_dir}: holds synthetic data made with other settings; "
+            "pass another --data directory or remove it"
+        )
+    workers = min(2, os.cpu_count() or 1)
+    write_synthetic_dataset(str(data_dir), cfg, workers=workers, progress=progress)
+    return data_dir
