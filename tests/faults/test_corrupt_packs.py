@@ -2,48 +2,23 @@
 and key, ``--skip-bad`` lists what it leaves out, and nothing corrupt is written silently."""
 
 import random
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from facebench.cli import main
 from facebench.data.images import decode_image, encode_image
-from facebench.data.packs import write_face_pack
 from facebench.data.recordio import IRHeader, pack_record
 
-CLASSES, PER_CLASS, SIDE = 4, 3, 16
+sys.path.insert(0, str(Path(__file__).parent))
+from pack_edits import CLASSES, SIDE, index_of, make_pack, replace_record, write_index
 
 
 @pytest.fixture
 def pack(tmp_path):
-    """A 12-image InsightFace-layout pack of 16x16 JPEGs (keys 1..12, identities 13..16)."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (CLASSES * PER_CLASS, SIDE, SIDE, 3), dtype=np.uint8)
-    samples = [(i // PER_CLASS, encode_image(img)) for i, img in enumerate(images)]
-    write_face_pack(str(tmp_path / "p"), samples, (SIDE, SIDE))
-    return tmp_path / "p"
-
-
-def index_of(pack):
-    lines = (pack / "train.idx").read_text().split()
-    return {int(k): int(o) for k, o in zip(lines[::2], lines[1::2], strict=True)}
-
-
-def write_index(pack, table):
-    (pack / "train.idx").write_text("".join(f"{k}\t{o}\n" for k, o in table.items()))
-
-
-def replace_record(pack, key, payload):
-    """Append a new record for ``key`` (same header id) and point the index at it."""
-    from facebench.data.recordio import frame_record
-
-    rec = pack / "train.rec"
-    offset = rec.stat().st_size
-    with open(rec, "ab") as f:
-        f.write(frame_record(payload))
-    table = index_of(pack)
-    table[key] = offset
-    write_index(pack, table)
+    return make_pack(tmp_path / "p")
 
 
 def test_swapped_offsets_are_caught_by_the_header_key(pack, tmp_path, one_line_error):

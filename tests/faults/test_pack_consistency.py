@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import struct
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,42 +16,18 @@ import pytest
 from facebench.cli import main
 from facebench.data.bins import write_verification_bin
 from facebench.data.images import encode_image
-from facebench.data.packs import FacePack, PackDataset, write_face_pack
-from facebench.data.recordio import IRHeader, frame_record, pack_record
+from facebench.data.packs import FacePack, PackDataset
+from facebench.data.recordio import IRHeader, pack_record
 from facebench.embed.io import save_embeddings
 from facebench.errors import DataError
 
-CLASSES, PER_CLASS, SIDE = 4, 3, 16
+sys.path.insert(0, str(Path(__file__).parent))
+from pack_edits import CLASSES, SIDE, index_of, make_pack, replace_record, write_index
 
 
 @pytest.fixture
 def pack(tmp_path):
-    """Images 1..12 (class k: keys 3k+1..3k+3), identity records 13..16, meta record 0."""
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (CLASSES * PER_CLASS, SIDE, SIDE, 3), dtype=np.uint8)
-    samples = [(i // PER_CLASS, encode_image(img)) for i, img in enumerate(images)]
-    write_face_pack(str(tmp_path / "p"), samples, (SIDE, SIDE))
-    return tmp_path / "p"
-
-
-def index_of(pack):
-    fields = (pack / "train.idx").read_text().split()
-    return {int(k): int(o) for k, o in zip(fields[::2], fields[1::2], strict=True)}
-
-
-def write_index(pack, table):
-    (pack / "train.idx").write_text("".join(f"{k}\t{o}\n" for k, o in table.items()))
-
-
-def replace_record(pack, key, payload):
-    """Append a new record for ``key`` and point the index at it."""
-    rec = pack / "train.rec"
-    offset = rec.stat().st_size
-    with open(rec, "ab") as f:
-        f.write(frame_record(payload))
-    table = index_of(pack)
-    table[key] = offset
-    write_index(pack, table)
+    return make_pack(tmp_path / "p")
 
 
 def test_header_label_that_disagrees_with_the_identity_records(pack, tmp_path, one_line_error):
