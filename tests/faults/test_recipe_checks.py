@@ -134,8 +134,9 @@ def test_grad_clip_zero_means_no_clipping(root):
         result = train(recipe, root / run, data_root=root, overrides=sets, progress=False)
         return result.losses
 
-    # 0 used to scale every gradient by 0: the weights never moved
-    assert losses("0", "zero") == pytest.approx(losses("null", "off"), rel=1e-6)
+    # 0 used to scale every gradient by 0: the weights never moved. Both values skip clipping,
+    # so both runs are the same computation in this process: the same losses, bit for bit
+    assert losses("0", "zero") == losses("null", "off")
 
 
 # 9**9 "lol"s from 700 bytes, where every head parameter is walked
