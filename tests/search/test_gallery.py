@@ -6,6 +6,8 @@ import pytest
 from facebench.errors import DataError
 from facebench.search import UNKNOWN, Gallery, decide
 
+EPS32 = float(np.finfo(np.float32).eps)  # 1.19e-7
+
 
 def unit_rows(n, d, seed):
     x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
@@ -35,7 +37,9 @@ def test_flat_search_matches_brute_force_and_normalizes():
     gallery.add(g, ids)
     cos, found = gallery.search(probes, k=5)
     ref_cos, ref_ids = brute_force(g, ids, probes, 5)
-    np.testing.assert_allclose(cos, ref_cos, atol=1e-5)
+    # float32 inner products of unit rows: d products whose |terms| add up to at most 1 round
+    # by at most (d - 1) * 2**-24, the rows' own rounding to float32 by 2 * 2**-24: under d * eps
+    np.testing.assert_allclose(cos, ref_cos, rtol=0, atol=8 * EPS32)
     np.testing.assert_array_equal(found, ref_ids)
 
 
@@ -77,7 +81,7 @@ def test_ivf_is_trained_on_first_add_and_exact_with_full_nprobe():
     probes = unit_rows(10, 8, 8)
     cos, found = gallery.search(probes, 3)
     ref_cos, ref_ids = brute_force(g, ids, probes, 3)
-    np.testing.assert_allclose(cos, ref_cos, atol=1e-5)
+    np.testing.assert_allclose(cos, ref_cos, rtol=0, atol=8 * EPS32)  # as above, d = 8
     np.testing.assert_array_equal(found, ref_ids)
 
 
@@ -90,7 +94,8 @@ def test_decide_uses_strict_global_threshold():
     g = unit_rows(3, 4, 9)
     gallery.add(g, ["a", "b", "c"])
     labels, top = gallery.identify(np.vstack([g[1], -g[1]]), threshold=0.9)
-    assert labels[0] == "b" and top[0] == pytest.approx(1.0, abs=1e-5)
+    # a unit row with itself: 4 float32 products and the row's rounding, under d * eps (d = 4)
+    assert labels[0] == "b" and top[0] == pytest.approx(1.0, rel=0, abs=4 * EPS32)
     assert labels[1] == UNKNOWN or top[1] > 0.9
 
 
