@@ -2,8 +2,8 @@
 
 Each transcript sits between ``<!-- regen:NAME -->`` and ``<!-- /regen -->``. NAME is a key of
 BLOCKS (commands run in order in a work folder; the block shows ``$ command`` and its stdout,
-and its stderr too where the step says so) or of FACTS (the machine and the time of the
-quickstart that made the numbers, written inline).
+and its stderr too where the step says so), of TABLES (the Markdown table of a block's output,
+rendered) or of FACTS (the machine and the time of the quickstart that made the numbers).
 
   python docs/regen.py                # default size, in a new work folder; rewrites the blocks
   python docs/regen.py --work DIR     # the same in DIR; a finished quickstart there is reused
@@ -106,6 +106,9 @@ BLOCKS: dict[str, list[Step]] = {
     "study": [Step("facebench study --idx /usr/share/datasets/fashion-mnist --quick --out study")],
 }
 
+#: Blocks shown as Markdown rather than as a transcript: the table of a transcript's output.
+TABLES = {"quickstart-table": "quickstart"}
+
 #: Facts about the quickstart that made the numbers (inline but for the log), written at the
 #: default size only.
 FACTS = ("machine", "quickstart-time", "quickstart-log")
@@ -144,6 +147,22 @@ def replace_blocks(text: str, bodies: dict[str, str], where: str) -> str:
 def transcript_body(transcript: str) -> str:
     """A transcript as the body of a block: a fenced code block on lines of its own."""
     return f"\n```\n{transcript}\n```\n"
+
+
+def table_body(transcript: str) -> str:
+    """The Markdown table in a transcript's output, as the body of a block: set off by blank
+    lines, so that it renders as a table between the markers."""
+    table = "\n".join(line for line in transcript.splitlines() if line.startswith("|"))
+    return f"\n\n{table}\n\n"
+
+
+def command_bodies(transcripts: dict[str, str]) -> dict[str, str]:
+    """The body of every block made from the commands: BLOCKS and TABLES."""
+    bodies = {name: transcript_body(text) for name, text in transcripts.items()}
+    for name, source in TABLES.items():
+        if source in transcripts:
+            bodies[name] = table_body(transcripts[source])
+    return bodies
 
 
 def mask(text: str) -> str:
@@ -308,7 +327,7 @@ def pages() -> list[str]:
 
 def check_names(texts: dict[str, str]) -> None:
     """Every block names a transcript or a fact, and every transcript is on some page."""
-    known = {*BLOCKS, *FACTS}
+    known = {*BLOCKS, *TABLES, *FACTS}
     seen = set()
     for page, text in texts.items():
         for m in blocks(text, page):
@@ -317,20 +336,20 @@ def check_names(texts: dict[str, str]) -> None:
                     f"{page}: unknown block {m['name']!r}; known: {', '.join(sorted(known))}"
                 )
             seen.add(m["name"])
-    missing = sorted(set(BLOCKS) - seen)
+    missing = sorted({*BLOCKS, *TABLES} - seen)
     if missing:
         raise RegenError(f"no page holds the block(s) {', '.join(missing)}")
 
 
-def differences(texts: dict[str, str], transcripts: dict[str, str]) -> list[str]:
+def differences(texts: dict[str, str], bodies: dict[str, str]) -> list[str]:
     """Unified diffs, in masked form, of every block whose page differs from its new output."""
     found = []
     for page, text in texts.items():
         for m in blocks(text, page):
-            if m["name"] not in transcripts:
+            if m["name"] not in bodies:
                 continue
             old = mask(m["body"]).splitlines()
-            new = mask(transcript_body(transcripts[m["name"]])).splitlines()
+            new = mask(bodies[m["name"]]).splitlines()
             if old != new:
                 where = f"{page} block {m['name']}"
                 diff = difflib.unified_diff(
@@ -365,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regen: error: {exc}", file=sys.stderr)
         return 1 if "failed with exit status" in str(exc) else 2
     if args.check:
-        found = differences(texts, transcripts)
+        found = differences(texts, command_bodies(transcripts))
         for diff in found:
             print(diff)
         print(
@@ -375,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1 if found else 0
-    bodies = {name: transcript_body(text) for name, text in transcripts.items()}
+    bodies = command_bodies(transcripts)
     bodies.update(work.facts())
     for page in texts:  # read again: the pages may have been edited while the commands ran
         text = (REPO / page).read_text()

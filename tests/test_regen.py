@@ -80,16 +80,24 @@ def test_mask_keeps_a_table_shape_and_row_names_not_its_values(regen):
 
 def test_differences_ignore_numbers_and_name_the_block_that_drifted(regen):
     page = PAGE.replace("old command\nold output", "cmd\nsynth_val: 10-fold 87.92 +- 2.06")
-    same = {"verify": "$ cmd\nsynth_val: 10-fold 52.50 +- 10.01"}
+    same = regen.command_bodies({"verify": "$ cmd\nsynth_val: 10-fold 52.50 +- 10.01"})
     assert regen.differences({"README.md": page}, same) == []
-    drifted = {"verify": "$ cmd\nsynth_val: ten-fold 52.50 +- 10.01"}
+    drifted = regen.command_bodies({"verify": "$ cmd\nsynth_val: ten-fold 52.50 +- 10.01"})
     (diff,) = regen.differences({"README.md": page}, drifted)
     assert "README.md block verify" in diff
     assert "-synth_val: #-fold # +- #" in diff and "+synth_val: ten-fold # +- #" in diff
 
 
+def test_a_table_block_is_the_markdown_table_of_its_transcript(regen):
+    transcript = "$ facebench quickstart --out q\n| metric | a |\n|---|---|\n| x | 1 |\n\nreport: r"
+    bodies = regen.command_bodies({"quickstart": transcript})
+    assert bodies["quickstart"] == f"\n```\n{transcript}\n```\n"
+    assert bodies["quickstart-table"] == "\n\n| metric | a |\n|---|---|\n| x | 1 |\n\n"
+
+
 def test_check_names_refuses_unknown_and_missing_blocks(regen):
-    every = "".join(f"<!-- regen:{name} --><!-- /regen -->" for name in regen.BLOCKS)
+    names = [*regen.BLOCKS, *regen.TABLES]
+    every = "".join(f"<!-- regen:{name} --><!-- /regen -->" for name in names)
     regen.check_names({"README.md": every})
     with pytest.raises(regen.RegenError, match=re.escape("README.md: unknown block 'verfy'")):
         regen.check_names({"README.md": every + "<!-- regen:verfy --><!-- /regen -->"})
