@@ -120,7 +120,11 @@ PROGRESS_BAR = re.compile(r"\d+%\|")
 
 
 class RegenError(Exception):
-    """A page, a work folder or a command that regen cannot use; the message says which."""
+    """A page or a work folder that regen cannot use; the message says which."""
+
+
+class CommandFailed(RegenError):
+    """A command of a block failed; the message gives its exit status and last lines."""
 
 
 def blocks(text: str, where: str) -> list[re.Match]:
@@ -274,10 +278,10 @@ class Work:
         )
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-20:])
-            raise RegenError(f"`{command}` failed with exit status {proc.returncode}:\n{tail}")
+            raise CommandFailed(f"`{command}` failed with exit status {proc.returncode}:\n{tail}")
         if command.startswith("facebench quickstart"):
             if not self.finished():
-                raise RegenError(f"`{command}` wrote no quickstart/report.md")
+                raise CommandFailed(f"`{command}` wrote no quickstart/report.md")
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
             state = {
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             transcripts = work.transcripts()
     except RegenError as exc:
         print(f"regen: error: {exc}", file=sys.stderr)
-        return 1 if "failed with exit status" in str(exc) else 2
+        return 1 if isinstance(exc, CommandFailed) else 2
     if args.check:
         found = differences(texts, command_bodies(transcripts))
         for diff in found:

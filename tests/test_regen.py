@@ -152,7 +152,7 @@ def test_outputs_lose_the_work_folder_and_the_quick_data_name(regen, tmp_path):
 def test_a_failing_command_is_an_error_with_its_exit_status_and_stderr(regen, tmp_path):
     work = regen.Work(tmp_path, "quick")
     with pytest.raises(
-        regen.RegenError, match=r"(?s)`ls missing` failed with exit status 2.*missing"
+        regen.CommandFailed, match=r"(?s)`ls missing` failed with exit status 2.*missing"
     ):
         work.run(regen.Step("ls missing"))
     assert work.run(regen.Step("echo {synth}; echo note >&2", stderr=True)) == (
