@@ -14,6 +14,8 @@ import copy
 import numpy as np
 import torch
 
+from facebench.data.images import DEFAULT_CONVENTION
+
 EPS32 = float(torch.finfo(torch.float32).eps)  # 1.19e-7
 
 
@@ -33,8 +35,9 @@ def float64_forward(module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _rounding(m, inputs, out):
     """The float32 rounding error allowed to each element of ``m``'s output: sqrt(n) * eps *
     sum|w x| + |b| for a convolution or linear layer (n products, the random-sign model above;
-    + 2 eps for a BN folded into it by export), 2 eps of the BN's |s x| + |shift|, and 2 eps of
-    the output elsewhere (PReLU, pooling, a residual add in a composite module)."""
+    + 2 eps for a BN folded into it by export), 2 eps of the BN's |s x| + |shift|, (sqrt(n) + 2)
+    eps of the mean |x| of an average pool's n inputs (its sum, then the division), and 2 eps of
+    the output elsewhere (PReLU, a residual add in a composite module)."""
     x = inputs[0]
     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
         n = m.weight[0].numel()
@@ -49,6 +52,13 @@ def _rounding(m, inputs, out):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         shift = m.bias - m.running_mean * scale
         return 2 * EPS32 * ((scale.view(shape) * x).abs() + shift.abs().view(shape))
+    if isinstance(m, torch.nn.AdaptiveAvgPool2d):
+        n = x[0, 0].numel() // out[0, 0].numel()
+        return (
+            (np.sqrt(n) + 2)
+            * EPS32
+            * torch.nn.functional.adaptive_avg_pool2d(x.abs(), m.output_size)
+        )
     return 2 * EPS32 * out.abs()
 
 
@@ -99,3 +109,10 @@ def float32_bound_on_images(module, rgb, convention, flip_sum=False, normalize=F
         x = x[..., ::-1]
     x = ((x - convention.mean) / convention.std).transpose(0, 3, 1, 2)
     return float32_bound(module, x, flip_sum, normalize)
+
+
+def assert_both_within(a, b, module, rgb, convention=DEFAULT_CONVENTION, **options):
+    """Two float32 computations of ``module`` on ``rgb``: each within the float32 rounding of
+    the float64 result (:func:`float32_bound_on_images`), so within twice it of each other."""
+    _, error = float32_bound_on_images(module, rgb, convention, **options)
+    assert np.all(np.abs(a - b) <= 2 * error), np.abs(a - b).max()

@@ -2,6 +2,8 @@
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,6 +19,22 @@ from facebench.data.packs import FacePack, write_face_pack
 from facebench.embed import TorchEmbedder, embed_images
 from facebench.models import build_backbone
 from facebench.models.artifact import save_model_artifact
+
+sys.path.insert(0, str(Path(__file__).parent))
+from float32_forward import assert_both_within
+
+
+def saved_module(workdir):
+    """The tiny_face that ``workdir``'s model.pt holds, in eval mode."""
+    module = build_backbone("tiny_face", 16, widths=(8, 8, 16))
+    module.load_state_dict(torch.load(workdir / "model.pt", weights_only=True)["state_dict"])
+    return module.eval()
+
+
+def pack_images(workdir):
+    """The pack's images (lossless PNG: the arrays written), in key order."""
+    pack = FacePack(str(workdir / "pack"))
+    return np.stack([pack.read_image(int(k)) for k in pack.image_keys])
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +97,9 @@ def test_embed_pack_writes_npy_and_sidecar_matching_the_library(workdir, capsys)
     assert side["labels"] == [0, 0, 1, 1, 2, 2] and side["ids"] == [1, 2, 3, 4, 5, 6]
     assert side["model"] == "tiny_face" and side["flip_sum"] and side["normalized"]
     assert side["input_convention"] == DEFAULT_CONVENTION.to_dict()
-    module = build_backbone("tiny_face", 16, widths=(8, 8, 16))
-    module.load_state_dict(torch.load(workdir / "model.pt", weights_only=True)["state_dict"])
-    pack = FacePack(str(workdir / "pack"))
-    rgb = np.stack([pack.read_image(int(k)) for k in pack.image_keys])
-    ref = embed_images(TorchEmbedder(module.eval()), rgb, progress=False)
-    np.testing.assert_allclose(emb, ref, atol=1e-5)
+    module, rgb = saved_module(workdir), pack_images(workdir)
+    ref = embed_images(TorchEmbedder(module), rgb, progress=False)
+    assert_both_within(emb, ref, module, rgb, flip_sum=True, normalize=True)
 
 
 def test_embed_bin_folder_list_and_options(workdir, capsys):
@@ -142,8 +157,16 @@ def test_embed_bin_folder_list_and_options(workdir, capsys):
         ],
         capsys,
     )
-    listed = np.load(workdir / "list.npy")
-    np.testing.assert_allclose(listed, np.load(workdir / "folder.npy")[[2, 0]], atol=1e-6)
+    listed = np.load(workdir / "list.npy")  # bob/1 and ann/0 in a batch of 2, not 3
+    rgb = insightface_sample_faces()[[2, 0]]
+    assert_both_within(
+        listed,
+        np.load(workdir / "folder.npy")[[2, 0]],
+        saved_module(workdir),
+        rgb,
+        flip_sum=True,
+        normalize=True,
+    )
 
 
 def test_export_of_a_model_the_insightface_zoo_cannot_load_says_what_to_do(tmp_path, capsys):
@@ -201,7 +224,14 @@ def test_export_then_embed_with_onnx_matches_torch(workdir, capsys):
         ],
         capsys,
     )
-    np.testing.assert_allclose(np.load(workdir / "onnx_emb.npy"), np.load(torch_emb), atol=1e-5)
+    assert_both_within(
+        np.load(workdir / "onnx_emb.npy"),
+        np.load(torch_emb),
+        saved_module(workdir),
+        pack_images(workdir),
+        flip_sum=True,
+        normalize=True,
+    )
 
 
 def test_bad_inputs_give_one_line_errors(workdir, capsys):

@@ -10,21 +10,14 @@ import pytest
 import torch
 
 from facebench.data.align import insightface_sample_faces
-from facebench.data.images import DEFAULT_CONVENTION, InputConvention
+from facebench.data.images import InputConvention
 from facebench.embed import OnnxEmbedder, TorchEmbedder, embed_images, export
 from facebench.embed.export import check_images, export_onnx
 from facebench.errors import ModelError
 from facebench.models import build_backbone
 
 sys.path.insert(0, str(Path(__file__).parent))
-from float32_forward import float32_bound_on_images
-
-
-def assert_both_within(a, b, module, rgb, convention=DEFAULT_CONVENTION, **options):
-    """Two float32 computations of ``module`` on ``rgb``: each within the float32 rounding of
-    the float64 result (:func:`float32_bound_on_images`), so within twice it of each other."""
-    _, error = float32_bound_on_images(module, rgb, convention, **options)
-    assert np.all(np.abs(a - b) <= 2 * error), np.abs(a - b).max()
+from float32_forward import assert_both_within
 
 
 @pytest.fixture(scope="module")
