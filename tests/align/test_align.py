@@ -54,6 +54,7 @@ def test_recovers_exact_similarity_and_matches_least_squares():
     for _ in range(20):
         true = similarity(rng.uniform(0.2, 3), rng.uniform(-170, 170), rng.uniform(-50, 50, 2))
         src = rng.uniform(0, 200, (5, 2))
+        # float64, both backward stable: within cond (< 1e3 here) * eps64 * |entries| (< 1e3)
         np.testing.assert_allclose(estimate_similarity(src, apply(true, src)), true, atol=1e-9)
         noisy = apply(true, src) + rng.normal(0, 2, (5, 2))
         np.testing.assert_allclose(
@@ -70,15 +71,20 @@ def test_mirrored_points_give_a_rotation_not_a_reflection():
 
 def test_equals_insightface_norm_crop_on_a_real_photo():
     from insightface.utils import face_align
+    from skimage.transform import SimilarityTransform
 
     group = photo("t1.jpg")
     for points in T1_LANDMARKS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            theirs_m = face_align.estimate_norm(points.astype(np.float32), 112)
             theirs = face_align.norm_crop(group, points.astype(np.float32), 112)
+            # estimate_norm is skimage's Umeyama fed float32 points; in float64 both solves are
+            # backward stable: each within cond (< 3e4: 5 points 50 px apart, ~800 px from the
+            # origin) * eps64 * |entries| (< 610) = 4e-9 of the exact fit
+            fit = SimilarityTransform()
+            fit.estimate(points, ARCFACE_TEMPLATE)
         ours_m = estimate_similarity(points, ARCFACE_TEMPLATE)
-        np.testing.assert_allclose(ours_m, theirs_m, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(ours_m, fit.params[:2], rtol=0, atol=2 * 4e-9)
         ours = align_face(group, points)
         diff = np.abs(ours.astype(int) - theirs.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float32 vs float64 rounding only
@@ -97,7 +103,8 @@ def test_real_photo_known_transform_is_undone():
     assert err < 4.0
     # the eyes, nose and mouth land on the template points: map the landmarks with the alignment
     back = estimate_similarity(landmarks, ARCFACE_TEMPLATE)
-    np.testing.assert_allclose(apply(back, landmarks), ARCFACE_TEMPLATE, atol=1e-6)
+    # float64: within cond (2e3) * eps64 * |terms| (< 300 px) ~ 1.3e-10 of the template
+    np.testing.assert_allclose(apply(back, landmarks), ARCFACE_TEMPLATE, rtol=0, atol=1e-9)
 
 
 def test_hand_picked_landmarks_fit_the_template_and_crop_is_a_face():

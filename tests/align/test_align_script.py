@@ -56,7 +56,7 @@ def test_three_landmark_formats_read_the_same(tmp_path):
         got = read_landmarks(str(tmp_path / f"lm.{ext}"))
         assert [n for n, _ in got] == [n for n, _ in faces]
         for (_, a), (_, b) in zip(got, faces, strict=True):
-            np.testing.assert_allclose(a, b)
+            np.testing.assert_array_equal(a, b)  # integer pixels: written and read exactly
     (tmp_path / "bad.txt").write_text("img.jpg 1 2 3\n")
     with pytest.raises(DataError, match="line 1: expected image"):
         read_landmarks(str(tmp_path / "bad.txt"))
