@@ -14,6 +14,9 @@ from facebench.study.stats import (
     paired_verdict,
 )
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding
+# about 1e-16 relative): it checks the formula, not rounding.
+
 #: two-sided 95 % t quantiles from a printed table (df 1, 2, 4)
 T975 = {1: 12.706, 2: 4.303, 4: 2.776}
 
@@ -25,8 +28,10 @@ def test_mean_interval_matches_the_textbook_formula():
     got = mean_interval(values)
     assert got["mean"] == pytest.approx(mean) and got["std"] == pytest.approx(std)
     half = T975[4] * std / math.sqrt(5)
-    assert got["low"] == pytest.approx(mean - half, abs=1e-5)
-    assert got["high"] == pytest.approx(mean + half, abs=1e-5)
+    # the table's t has 3 decimals: off by at most 5e-4, times the standard error
+    table = 5e-4 * std / math.sqrt(5)
+    assert got["low"] == pytest.approx(mean - half, abs=table)
+    assert got["high"] == pytest.approx(mean + half, abs=table)
 
 
 def test_one_value_has_no_interval_and_none_is_empty():

@@ -9,6 +9,9 @@ import torch
 from facebench.heads import build_head
 from facebench.study.measure import decision_point, feature_geometry
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding about
+# 1e-16 relative), on a head's float32 parameters as stored: it checks the formula, not rounding.
+
 
 def _cos(a, b):
     return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
@@ -40,8 +43,8 @@ def test_identical_classes_are_not_separated():
 
 
 def _unit_embedding(cosine: float) -> torch.Tensor:
-    """A unit vector at ``cosine`` to e0 (and orthogonal to e2, e3)."""
-    return torch.tensor([[cosine, math.sqrt(1 - cosine**2), 0.0, 0.0]])
+    """A float64 unit vector at ``cosine`` to e0 (and orthogonal to e2, e3)."""
+    return torch.tensor([[cosine, math.sqrt(1 - cosine**2), 0.0, 0.0]], dtype=torch.float64)
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.4])
@@ -52,9 +55,10 @@ def test_decision_point_of_a_unified_bce_head_is_where_the_logits_are_opposite(m
         head.bias.fill_(9.6)
     point = decision_point(head)
     assert point == pytest.approx(9.6 / 32 + margin / 2)
-    # at the point the negative logit s and the positive one (s - γ m) are opposite
+    # at the point the negative logit s and the positive one (s - γ m) are opposite; scores
+    # computes in the embedding's float64: 4 roundings (norm, dot, x 32, - b) of terms < 42
     score = float(head.scores(_unit_embedding(point))[0, 0])
-    assert score == pytest.approx(-(score - 32.0 * margin), abs=1e-4)
+    assert score == pytest.approx(-(score - 32.0 * margin), abs=2 * 4 * 42 * 2.0**-52)
 
 
 def test_decision_point_of_per_class_biases_is_zero_on_w_x_minus_b_k():
