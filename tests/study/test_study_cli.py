@@ -1,6 +1,8 @@
 """`facebench study` on face packs: bad input is one line, exit 2, nothing written; the readable
 report's forest plot has one row per claim, in order."""
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding
+# about 1e-16 relative): it checks the formula, not rounding.
 import os
 from pathlib import Path
 

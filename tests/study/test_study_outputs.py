@@ -1,5 +1,7 @@
 """facebench.study.execute.write_outputs: the table holds each head at its chosen settings only."""
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding
+# about 1e-16 relative): it checks the formula, not rounding.
 import json
 
 import pytest

@@ -1,5 +1,7 @@
 """facebench.study: heads and grids, the run plan, the tuning rule, recipes of runs."""
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding
+# about 1e-16 relative): it checks the formula, not rounding.
 import math
 from pathlib import Path
 

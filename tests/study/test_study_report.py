@@ -1,5 +1,7 @@
 """facebench.study.report: per-head intervals, paired claims, claim (3), Markdown and figure."""
 
+# pytest.approx's default (rel 1e-6) compares float64 arithmetic of a few terms (rounding
+# about 1e-16 relative): it checks the formula, not rounding.
 import pytest
 
 from facebench.study import plan, report
