@@ -14,11 +14,20 @@ from collections.abc import Iterator
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
+def _quiet_when_the_parent_left(kind, value, traceback) -> None:
+    """A worker's excepthook: a connection to the parent cut off (the parent stopping, e.g. on
+    SIGTERM, while it fetches a batch from the worker's resource sharer) is the parent's exit,
+    not an error to print; anything else is printed as usual."""
+    if not issubclass(kind, (ConnectionResetError, BrokenPipeError)):
+        sys.__excepthook__(kind, value, traceback)
+
+
 def die_with_parent(parent: int, worker_id: int | None = None) -> None:
     """In a child of process ``parent``: on Linux the kernel sends it SIGKILL when the parent
-    dies (even by kill -9); it exits at once if the parent is already gone. Also a DataLoader
-    ``worker_init_fn`` as ``functools.partial(die_with_parent, os.getpid())`` (``worker_id``
-    unused)."""
+    dies (even by kill -9); it exits at once if the parent is already gone; a connection to the
+    parent cut off is not printed. Also a DataLoader ``worker_init_fn`` as
+    ``functools.partial(die_with_parent, os.getpid())`` (``worker_id`` unused)."""
+    sys.excepthook = _quiet_when_the_parent_left
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above

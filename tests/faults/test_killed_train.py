@@ -90,3 +90,14 @@ def test_a_killed_train_leaves_no_worker_within_a_second(endless_run, tmp_path, 
         if job.poll() is None:
             job.kill()
         job.wait()
+
+
+def test_a_worker_stays_quiet_when_its_parent_cuts_the_connection(capsys):
+    # the race behind a SIGTERM: the parent stops while it fetches a batch from a worker's
+    # resource sharer, which then reports the reset through sys.excepthook
+    from facebench.procs import _quiet_when_the_parent_left
+
+    _quiet_when_the_parent_left(ConnectionResetError, ConnectionResetError(104, "reset"), None)
+    assert capsys.readouterr().err == ""
+    _quiet_when_the_parent_left(ValueError, ValueError("a real error"), None)
+    assert "ValueError: a real error" in capsys.readouterr().err
