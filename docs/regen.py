@@ -63,6 +63,7 @@ SIZES = {
 }
 
 MODEL = "quickstart/runs/bce_u/model.pt"  # the quickstart's bce_u model: the table's numbers
+ARCFACE = "quickstart/runs/arcface/model.pt"
 BINS = "--bin {synth}/synth_val.bin --bin {synth}/synth_hard.bin"
 TRAIN = "recipes/synth/bce_u.yaml --data facebench-data --set train.epochs=1 --no-progress"
 
@@ -76,7 +77,7 @@ BLOCKS: dict[str, list[Step]] = {
     ],
     "verify": [Step(f"facebench verify --model {MODEL} {BINS} --out reports/bce_u --no-progress")],
     "uniform": [
-        Step(f"facebench uniform --model {MODEL} --pack {{synth}}/test.rec --out reports/uniform")
+        Step(f"facebench uniform --model {MODEL} --pack {{synth}}/test.rec --out reports/bce_u")
     ],
     "transfer": [
         Step(
@@ -101,6 +102,54 @@ BLOCKS: dict[str, list[Step]] = {
         Step(
             "facebench search --index gallery.index --embeddings emb/val.npy "
             "--threshold-from reports/bce_u/synth_val.json --far 0.01 --top-k 3 --out search.csv"
+        ),
+    ],
+    "identify": [
+        Step(f"facebench embed --model {MODEL} --pack {{synth}}/train.rec --out emb/train.npy"),
+        Step(f"facebench embed --model {MODEL} --bin {{synth}}/synth_hard.bin --out emb/hard.npy"),
+        Step(
+            "facebench identify --gallery emb/gallery.npy --probes emb/train.npy "
+            "--out reports/bce_u"
+        ),
+        Step(
+            "facebench identify --gallery emb/gallery.npy --probes emb/train.npy "
+            "--distractors emb/hard.npy --out reports/distractors"
+        ),
+        Step(
+            "facebench identify --gallery emb/gallery.npy --probes emb/train.npy "
+            "--distractors emb/hard.npy --factory IVF16,Flat --search-params nprobe=2 "
+            "--out reports/ivf"
+        ),
+    ],
+    "compare": [
+        Step(f"facebench verify --model {ARCFACE} {BINS} --out reports/arcface --no-progress"),
+        Step(
+            f"facebench uniform --model {ARCFACE} --pack {{synth}}/test.rec --out reports/arcface"
+        ),
+        Step(
+            "facebench report reports/bce_u reports/arcface --name bce_u --name arcface "
+            "--out comparison"
+        ),
+        Step("sed -n '/^| metric/,/^$/p' comparison/report.md"),
+    ],
+    "distributed": [
+        Step(
+            f"torchrun --nproc_per_node=2 -m facebench embed --model {MODEL} --pack {{synth}} "
+            "--out emb/ddp.npy --no-progress"
+        ),
+        Step(f"facebench embed --model {MODEL} --pack {{synth}} --out emb/one.npy --no-progress"),
+        Step(
+            "python -c \"import numpy as n; print(n.array_equal(n.load('emb/ddp.npy'), "
+            "n.load('emb/one.npy')))\" && cmp emb/ddp.json emb/one.json && echo sidecars equal"
+        ),
+        Step(
+            f"torchrun --nproc_per_node=2 -m facebench verify --model {MODEL} {BINS} "
+            "--out reports/ddp --no-progress"
+        ),
+        Step(
+            "for f in synth_val synth_hard transfer; do "
+            "cmp reports/ddp/$f.json reports/bce_u/$f.json || exit 1; done && "
+            "echo the reports equal those of reports/bce_u"
         ),
     ],
     "study": [Step("facebench study --idx /usr/share/datasets/fashion-mnist --quick --out study")],
