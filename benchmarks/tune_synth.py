@@ -24,11 +24,11 @@ Runs are resumable (one result file per run under --out) and train on one thread
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from facebench import schema
+from facebench.cli import run
 from facebench.data.synth.dataset import SynthConfig, ensure_synthetic_data, write_open_set_bin
 from facebench.fileio import write_json
 from facebench.quickstart import (
@@ -183,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -6,9 +6,8 @@ python benchmarks/uniform_study.py --quick --out /tmp/smoke   # CI smoke
 
 from __future__ import annotations
 
-import sys
-
+from facebench.cli import run
 from facebench.cli.study import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -1,8 +1,6 @@
 """`python -m facebench` (also what `torchrun -m facebench` runs)."""
 
-import sys
-
-from facebench.cli import main
+from facebench.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -57,13 +57,12 @@ def _init_worker(parent: int, threads: int) -> None:
 
 
 def _stop_workers(signum: int, frame) -> None:
-    """Signal handler: terminate every worker, then leave as the signal asks (SIGINT: a
-    KeyboardInterrupt, SIGTERM: exit status 128 + 15), so the parent's clean-up still runs."""
+    """Signal handler: terminate every worker, then interrupt as Ctrl-C does (SIGINT and
+    SIGTERM alike, as `facebench train` does): the parent's clean-up runs and `facebench` exits
+    130 with one line."""
     for child in multiprocessing.active_children():
         child.kill()
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(128 + signum)
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

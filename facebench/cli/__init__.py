@@ -10,6 +10,7 @@ one-line message; a reader that closes the output pipe early (``| head``) ends i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -38,6 +39,10 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: the exit status of an interrupted command (Ctrl-C, or SIGTERM through procs.sigterm_as_interrupt)
+INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,4 +85,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("facebench: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+
+
+def run(entry=None) -> None:
+    """The `facebench` program (or a script's ``entry``, a main returning its status): run it,
+    then exit. An interrupted command leaves at once after its clean-ups and its one line: the
+    interpreter's own teardown with torch loaded takes seconds, and a killed job must be gone
+    within one."""
+    try:
+        status = (entry or main)()
+    except KeyboardInterrupt:  # a script's main; facebench's own main says it itself
+        print("facebench: interrupted", file=sys.stderr)
+        status = INTERRUPTED
+    if status == INTERRUPTED:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.flush()
+        os._exit(status)
+    sys.exit(status)
