@@ -10,6 +10,7 @@ one-line message; a reader that closes the output pipe early (``| head``) ends i
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import logging
@@ -99,7 +100,7 @@ def run(entry=None) -> None:
         print("facebench: interrupted", file=sys.stderr)
         status = INTERRUPTED
     if status == INTERRUPTED:
-        logging.shutdown()
+        atexit._run_exitfuncs()  # what exit runs first (multiprocessing's and logging's clean-up)
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError):
                 stream.flush()
