@@ -100,11 +100,13 @@ def write_outputs(
     unjudged: frozenset = frozenset(),
     impostors: int | None = None,
     family: tuple = (report.METRICS, report.CLAIMS),
+    open_set: str = report.OPEN_SET_PARTITIONS,
 ) -> None:
     """study.json, table.md, claims.md and gamma_sweep.png from the runs finished so far: the
     table and the claims from the ``table`` runs (each head at its chosen settings), the γ
     figure from all ``runs`` (the sweep's other γ too); ``impostors``: impostor pairs per bin,
-    which decide the declared TAR tests; ``family``: the (metrics, claims) of the inputs."""
+    which decide the declared TAR tests; ``family``: the (metrics, claims) of the inputs;
+    ``open_set``: how their open-set intervals are made."""
     metrics, claim_list = family
     labels = {h.key: h.label for h in heads}
     rows = report.summarize(heads, results, table, metrics)
@@ -123,7 +125,7 @@ def write_outputs(
     )
     write_json(out / "study.json", summary)
     table_md = report.table_markdown(rows, summary["settings"], metrics)
-    claims_md = report.claims_markdown(claims, thresholds, labels)
+    claims_md = report.claims_markdown(claims, thresholds, labels, open_set)
     write_text(out / "table.md", table_md)
     write_text(out / "claims.md", claims_md)
     write_readable(out, table_md, claims_md, claims, labels, heads, table, results)
@@ -188,6 +190,7 @@ def run_study(
     }
     summary = {"command": command, "size": size, "jobs": jobs, "split": split}
     impostors, family = inputs.impostors(size), inputs.family(size)
+    judging = (impostors, family, inputs.open_set)  # what decides the declared tests, how open
     threads = max(1, (os.cpu_count() or 1) // jobs)
     os.environ.setdefault("TQDM_DISABLE", "1")
     with process_pool(jobs, threads) as pool:
@@ -231,12 +234,12 @@ def run_study(
 
         def refresh(results: dict) -> None:
             summary["_started"] = started
-            write_outputs(out, summary, heads, table, runs, results, unjudged, impostors, family)
+            write_outputs(out, summary, heads, table, runs, results, unjudged, *judging)
 
         results = execute(runs, pool, context, refresh)
     every = [*tuned.values(), *results.values()]
     summary["train_seconds_total"] = sum(r["train_seconds"] for r in every)
     summary["train_cpu_seconds_total"] = sum(r.get("train_cpu_seconds", 0.0) for r in every)
     summary["_started"] = started
-    write_outputs(out, summary, heads, table, runs, results, unjudged, impostors, family)
+    write_outputs(out, summary, heads, table, runs, results, unjudged, *judging)
     return summary

@@ -17,6 +17,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from facebench import schema
 from facebench.errors import ConfigError, DataError
 from facebench.fileio import atomic_dir, read_json, write_json
 from facebench.schema import rate_key
+from facebench.study.report import OPEN_SET_PARTITIONS
 
 #: FARs a face study judges where its open set holds enough impostors (measure.supported_fars).
 FACE_FARS = (1e-3, 1e-4, 1e-5)
@@ -34,6 +36,8 @@ TARGETS_FILE = "targets.json"
 
 class IdxInputs:
     """An MNIST-format idx set: closed set and held-out classes (facebench.study.data)."""
+
+    open_set = OPEN_SET_PARTITIONS
 
     def __init__(self, idx_dir: str):
         self.idx_dir = idx_dir
@@ -124,6 +128,11 @@ class FaceInputs:
     bins: tuple[str, ...] = ()
     ijb: str | None = None
     open_pack: str | None = None
+    #: how claims.md's open-set intervals are made
+    open_set: ClassVar[str] = (
+        "Open set: each seed's closed-set model measured on the targets of other identities "
+        "(the same pairs for every head); paired t interval over seeds."
+    )
 
     def check(self, size: dict, base_recipe: Path, heads) -> dict:
         """Every input readable and consistent and the base recipe fitting the pack

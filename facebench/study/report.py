@@ -250,15 +250,23 @@ def table_markdown(rows: list[dict], settings: dict, metrics=METRICS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def claims_markdown(claims: list[dict], thresholds: list[dict], labels: dict) -> str:
-    """The paired differences with 95 % intervals and verdicts, then claim (3) per head."""
+#: How the idx study's open-set intervals are made (claims.md).
+OPEN_SET_PARTITIONS = (
+    "Open set: one unit per (seed i, class partition i), each with its own models and bin; t "
+    "interval over the units' differences with the variance widened by the mean "
+    "pair-bootstrap variance of a unit's difference (the pairs column counts units)."
+)
+
+
+def claims_markdown(
+    claims: list[dict], thresholds: list[dict], labels: dict, open_set: str = OPEN_SET_PARTITIONS
+) -> str:
+    """The paired differences with 95 % intervals and verdicts, then claim (3) per head;
+    ``open_set``: how the inputs' open-set intervals are made."""
     lines = [
         f"Holm's correction over the {len(claims)} declared tests (family-wise 5 %); the "
-        "adjusted verdict is the one to state. Closed set: paired t interval over seeds. Open "
-        "set: one unit per (seed i, class partition i), each with its own models and bin; t "
-        "interval over the units' differences with the variance widened by the mean "
-        "pair-bootstrap variance of a unit's difference (the pairs column counts units). TAR "
-        "at a FAR only where a bin holds 10 / FAR impostor pairs.",
+        f"adjusted verdict is the one to state. Closed set: paired t interval over seeds. "
+        f"{open_set} TAR at a FAR only where a bin holds 10 / FAR impostor pairs.",
         "",
         "| claim | head | vs | pairs | difference (95 % CI) | p | verdict (raw) "
         "| Holm-adjusted p | verdict (adjusted) |",

@@ -168,3 +168,6 @@ def test_quick_face_study_writes_the_readable_report(synth, tmp_path):
     assert "(5) open set, synth_val 10-fold acc" in claims
     report = (out / "report.md").read_text()
     assert "claims_forest.png" in report and "loss_curves.png" in report
+    # the open-set intervals are described as the face study makes them: no class partitions
+    claims_md = (out / "claims.md").read_text()
+    assert "paired t interval over seeds." in claims_md and "class partition" not in claims_md
