@@ -45,13 +45,7 @@ SIZES = {
         "fit_per_class": 50,
         "test_per_class": 30,
         "pairs_per_half": 20,
-        "epochs": 2.0,
-        "min_images": 1,
-        "seeds": 2,
-        "sweep_seeds": 1,
-        "grid_points": 2,
-        "tuning_seeds": 1,
-        "grid_extension": 1,
+        **plan.QUICK_SCHEDULE,
     },
 }
 

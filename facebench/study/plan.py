@@ -27,6 +27,20 @@ AXIS_FACTOR = 2.0
 BUDGET_FACTOR = 2.0
 
 
+#: The smoke size's schedule, shared by the idx study's and the face preset's ``--quick``:
+#: epochs, training images every run sees at least, seeds of the table, seeds per γ-sweep point,
+#: grid points tuned per head, seeds per tuning configuration, grid steps added past an edge.
+QUICK_SCHEDULE = {
+    "epochs": 2.0,
+    "min_images": 1,
+    "seeds": 2,
+    "sweep_seeds": 1,
+    "grid_points": 2,
+    "tuning_seeds": 1,
+    "grid_extension": 1,
+}
+
+
 def grid(head: StudyHead, points: int | None) -> list[dict]:
     """The head's tuning grid, cut to its first ``points`` configurations (None: all)."""
     return head.grid()[:points]

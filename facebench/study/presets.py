@@ -15,6 +15,7 @@ from pathlib import Path
 
 from facebench.data.synth.dataset import SynthConfig
 from facebench.errors import DataError
+from facebench.study import plan
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,7 @@ FACE_SIZES = {
     "quick": {
         "val_per_class": 1,
         "fit_per_class": 3,
-        "epochs": 2.0,
-        "min_images": 1,
-        "seeds": 2,
-        "sweep_seeds": 1,
-        "grid_points": 2,
-        "tuning_seeds": 1,
-        "grid_extension": 1,
+        **plan.QUICK_SCHEDULE,
     },
 }
 
