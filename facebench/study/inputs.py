@@ -194,9 +194,20 @@ class FaceInputs:
         check_recipe_fits(base_recipe, heads, size, fit)
         return size
 
+    def _absolute(self) -> dict:
+        """The inputs with absolute paths (the data folder's stamp: a resumed study may name
+        them relative to another folder)."""
+        fields = dataclasses.asdict(self)
+        for name, value in fields.items():
+            if isinstance(value, str):
+                fields[name] = os.path.abspath(value)
+            elif isinstance(value, tuple):
+                fields[name] = tuple(os.path.abspath(v) for v in value)
+        return fields
+
     def prepare(self, data_dir: Path, size: dict) -> dict:
         """The study's data folder (once; a folder of other inputs or sizes is refused)."""
-        stamp = {"inputs": dataclasses.asdict(self), **{k: size[k] for k in _STAMP_KEYS}}
+        stamp = {"inputs": self._absolute(), **{k: size[k] for k in _STAMP_KEYS}}
         if data_dir.exists():
             split = read_json(data_dir / "split.json")
             if split.get("stamp") != json_ready(stamp):

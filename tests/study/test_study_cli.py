@@ -171,3 +171,21 @@ def test_quick_face_study_writes_the_readable_report(synth, tmp_path):
     # the open-set intervals are described as the face study makes them: no class partitions
     claims_md = (out / "claims.md").read_text()
     assert "paired t interval over seeds." in claims_md and "class partition" not in claims_md
+
+
+def test_a_resumed_study_accepts_its_inputs_named_relative_to_another_folder(
+    synth, tmp_path, monkeypatch
+):
+    from facebench.errors import DataError
+    from facebench.study.inputs import FaceInputs
+
+    size = {"val_per_class": 1, "fit_per_class": 3, "targets": {}}
+    data = tmp_path / "data"
+    absolute = FaceInputs(str(synth), str(synth / "test.rec"), (str(synth / "synth_val.bin"),))
+    split = absolute.prepare(data, size)
+    monkeypatch.chdir(synth.parent)
+    relative = FaceInputs("synth", "synth/test.rec", ("synth/synth_val.bin",))
+    assert relative.prepare(data, size) == split
+    other = FaceInputs("synth", "synth/test.rec", ("synth/synth_hard.bin",))
+    with pytest.raises(DataError, match="holds data of other inputs or sizes"):
+        other.prepare(data, size)
