@@ -69,7 +69,8 @@ def run(args) -> int:
     path = write_json(os.path.join(args.out, "identification.json"), r)
     cmc = "  ".join(f"rank-{k} {100 * v:.2f}" for k, v in r[schema.CMC].items())
     dirs = "  ".join(f"DIR@{k} {100 * v:.2f}" for k, v in r.get(schema.DIR_AT_FPIR, {}).items())
-    print(f"{r['mated_probes']} mated / {r['non_mated_probes']} non-mated probes: {cmc}  {dirs}")
+    rates = "  ".join(part for part in (cmc, dirs) if part)
+    print(f"{r['mated_probes']} mated / {r['non_mated_probes']} non-mated probes: {rates}")
     if r["recall_at_1_vs_exact"] is not None:
         print(f"{args.factory}: recall@1 vs exact search {r['recall_at_1_vs_exact']:.4f}")
     print(f"report: {path}")

@@ -126,7 +126,9 @@ def test_identify_cli_matches_library(tmp_path, capsys):
     np.save(tmp_path / "d.npy", d.astype(np.float32))
     argv = ["identify", "--gallery", str(tmp_path / "g.npy"), "--probes", str(tmp_path / "p.npy")]
     assert main([*argv, "--distractors", str(tmp_path / "d.npy"), "--out", str(tmp_path)]) == 0
-    assert "rank-1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rank-1" in out
+    assert all(line == line.rstrip() for line in out.splitlines()), out  # no trailing blanks
     got = json.loads((tmp_path / "identification.json").read_text())
     want = identification_metrics(g, gid, p, pid, distractors=d)
     assert got["cmc"] == pytest.approx(want["cmc"])
