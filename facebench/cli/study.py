@@ -30,7 +30,7 @@ side, run i on cuda:(i mod N).
 
 DEFAULT_IDX = "/usr/share/datasets/fashion-mnist"
 REPO = Path(__file__).resolve().parents[2]
-RECIPES = {"idx": REPO / "recipes" / "fashion_mnist" / "base.yaml"}
+RECIPES = {"idx": REPO / "recipes" / "study" / "fashion_mnist.yaml"}
 PRESET_RECIPES = {
     ("synth-faces", "full"): REPO / "recipes" / "study" / "synth_faces.yaml",
     ("synth-faces", "quick"): REPO / "recipes" / "study" / "synth_faces_quick.yaml",
@@ -41,9 +41,9 @@ SIZE_OPTIONS = {
     "sweep_seeds": ("seeds per γ-sweep point", False),
     "epochs": ("training epochs of every run", False),
     "min_images": ("training images every run sees at least (more epochs on a small set)", False),
-    "train_per_class": ("training images per class (default: all)", True),
+    "train_per_class": ("training images per class kept (idx default: 1,000)", True),
     "val_per_class": (
-        "training images per class carved out for tuning (idx default: 1/12 of the smallest class)",
+        "training images per class carved out for tuning (idx default: 1/6 of the smallest class)",
         False,
     ),
     "fit_per_class": (

@@ -21,19 +21,20 @@ def _idx_set(root, per_class: int, test_per_class: int = 6):
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels)
 
 
-def test_fashion_mnist_sizes_are_the_old_defaults():
+def test_fashion_mnist_sizes_scale_with_the_kept_images_per_class():
     labels = np.repeat(np.arange(10), 6000)
     got = scaled_sizes(SIZES["full"], labels)
-    assert (got["val_per_class"], got["fit_per_class"]) == (500, 2000)
+    assert SIZES["full"]["train_per_class"] == 1000
+    assert (got["val_per_class"], got["fit_per_class"]) == (1000 // 6, 1000 // 3)
     assert SIZES["full"]["val_per_class"] is None  # the default is scaled, not fixed
 
 
 def test_the_smallest_class_and_train_per_class_decide():
     labels = np.concatenate([np.repeat(np.arange(9), 300), np.full(140, 9)])
     got = scaled_sizes(SIZES["full"], labels)
-    assert (got["val_per_class"], got["fit_per_class"]) == (140 // 12, 140 // 3)
+    assert (got["val_per_class"], got["fit_per_class"]) == (140 // 6, 140 // 3)
     capped = scaled_sizes({**SIZES["full"], "train_per_class": 60}, labels)
-    assert (capped["val_per_class"], capped["fit_per_class"]) == (5, 20)
+    assert (capped["val_per_class"], capped["fit_per_class"]) == (10, 20)
     given = scaled_sizes({**SIZES["full"], "val_per_class": 7}, labels)
     assert given["val_per_class"] == 7  # an explicit size is kept
     with pytest.raises(DataError, match=r"a class has 49 training images; .* at least 50"):
@@ -48,7 +49,7 @@ def test_a_small_set_converts_with_no_option(tmp_path, per_class):
     size = scaled_sizes({**SIZES["full"], "pairs_per_half": 5}, check_idx_set(src))
     split = prepare_data(src, tmp_path / "data", size)
     counts = split["counts"]
-    assert counts["closed_val"] == 10 * (per_class // 12)
+    assert counts["closed_val"] == 10 * (per_class // 6)
     assert counts["closed_fit"] == 10 * (per_class // 3)
     stamp = json.loads((tmp_path / "data" / "study_size.json").read_text())
-    assert stamp["val_per_class"] == per_class // 12
+    assert stamp["val_per_class"] == per_class // 6
