@@ -94,7 +94,7 @@ def write_outputs(
     table: list[Run],
     runs: list[Run],
     results: dict,
-    unjudged: frozenset = frozenset(),
+    unjudged: dict | None = None,
     impostors: int | None = None,
     family: tuple = (report.METRICS, report.CLAIMS),
     open_set: str = report.OPEN_SET_PARTITIONS,
@@ -209,7 +209,7 @@ def run_study(
             missing = plan.missing_tuning_runs(heads, tuned, points, seeds, size["grid_extension"])
             tuning.extend(missing)
         settings = plan.select_settings(heads, tuned, points, seeds, size["grid_extension"])
-        unjudged: frozenset = frozenset()
+        unjudged: dict = {}  # head key -> the metrics its budget check failed
         if budget_check:
             checks = [
                 r for r in plan.budget_check_runs(heads, settings, seeds) if r.key not in tuned
@@ -221,7 +221,7 @@ def run_study(
             write_json(out / "budget_check.json", budgets)
             labels = {h.key: h.label for h in heads}
             write_text(out / "budget_check.md", report.budget_markdown(budgets, labels))
-            unjudged = frozenset(k for k, b in budgets.items() if not b[schema.CONVERGED])
+            unjudged = {k: frozenset(b["failed"]) for k, b in budgets.items() if b["failed"]}
         summary["settings"] = settings
         summary["tuning_runs"] = tuned
         write_json(out / "settings.json", settings)

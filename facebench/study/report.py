@@ -21,6 +21,7 @@ from facebench.study.stats import (
     adjusted_verdict,
     budget_converged,
     holm,
+    judged_under_budget,
     mean_interval,
     pair_variance,
     paired_verdict,
@@ -135,7 +136,7 @@ def judge_claims(
     heads,
     results: dict,
     runs: list,
-    unjudged: frozenset = frozenset(),
+    unjudged: dict | None = None,
     impostor_pairs: int | None = None,
     metrics=METRICS,
     claims=CLAIMS,
@@ -143,8 +144,9 @@ def judge_claims(
     """Every test of :func:`declared_family` (``impostor_pairs``: the planned bin's): paired
     interval, raw verdict, p-value, and the Holm-adjusted p-value and verdict over the whole
     family; open-set intervals widened by the pair bootstrap (:func:`open_variances`). A
-    comparison with an unconverged run, or with a head in ``unjudged`` (e.g. failed the budget
-    check), is not judged."""
+    comparison with an unconverged run, or on a metric a head of ``unjudged`` (head key: the
+    metrics its budget check failed) is not judged on (:func:`judged_under_budget`), is not
+    judged."""
     by_key = {h.key: h for h in heads}
     out = []
     for test in declared_family(heads, impostor_pairs, metrics, claims):
@@ -158,7 +160,10 @@ def judge_claims(
             a = {s: v for s, v in a.items() if s in variances}
             b = {s: v for s, v in b.items() if s in variances}
         converged = all_converged(results, runs, {better, other}, task)
-        converged = converged and not ({better, other} & unjudged)
+        converged = converged and all(
+            judged_under_budget(test["metric"], (unjudged or {}).get(key, ()))
+            for key in (better, other)
+        )
         judged = paired_verdict(a, b, test["higher_is_better"], converged, variances)
         out.append({**test, **judged})
     adjusted = holm([c["p_value"] for c in out])
@@ -182,10 +187,11 @@ def open_variances(results: dict, runs: list, better, other, metric: str) -> dic
     }
 
 
-def judge_thresholds(heads, results: dict, runs: list, unjudged: frozenset = frozenset()):
+def judge_thresholds(heads, results: dict, runs: list, unjudged: dict | None = None):
     """Claim (3) per head with a decision point: the distance t* − point (score units and in
     own-class score spreads) with its interval, the verdict by :data:`THRESHOLD_TOLERANCE`, and
-    the accuracy cost (uniform acc at t* minus at the point)."""
+    the accuracy cost (uniform acc at t* minus at the point); not judged where the head's
+    uniform accuracy failed its budget check (``unjudged``: head key -> failed metrics)."""
     out = []
     for head in heads:
         values = {m: per_seed(results, runs, head, "closed", m) for m in THRESHOLD_FIELDS}
@@ -195,7 +201,8 @@ def judge_thresholds(heads, results: dict, runs: list, unjudged: frozenset = fro
         star, point, spread = values["t_star"], values["decision_point"], values["score_spread"]
         scaled = mean_interval([(star[s] - point[s]) / spread[s] for s in seeds])
         converged = all_converged(results, runs, {head.key}, "closed")
-        if not converged or head.key in unjudged:
+        failed = (unjudged or {}).get(head.key, ())
+        if not converged or not judged_under_budget(schema.UNIFORM_ACCURACY, failed):
             verdict = "not judged"
         elif scaled["low"] is None:
             verdict = "not resolved"
@@ -419,18 +426,25 @@ def judge_budgets(heads, settings: dict, results: dict, seeds: int) -> dict[str,
 def budget_markdown(budgets: dict, labels: dict) -> str:
     """Per head: validation accuracy change from B to 2B and the verdict of the budget rule."""
     lines = [
-        f"Budget rule: converged when doubling the budget (same schedule shape) moves the mean "
-        f"validation sample-wise and uniform accuracy by less than {BUDGET_TOLERANCE:g}, over "
-        ">= 2 seeds. The training-loss plateau rule is a diagnostic only: under this schedule "
-        "the last epoch runs at lr/1000, so it passes runs far from their best.",
+        f"Budget rule: a head is judged on a metric when doubling the budget (same schedule "
+        f"shape) moves its mean validation value by less than {BUDGET_TOLERANCE:g}, over >= 2 "
+        "seeds; checked on sample-wise and uniform accuracy, and every other metric is judged "
+        "only where both held. The training-loss plateau rule is a diagnostic only: under this "
+        "schedule the last epoch runs at lr/1000, so it passes runs far from their best.",
         "",
         "| head | seeds | sample-wise 2B − B (95 % CI) | uniform 2B − B (95 % CI) | converged |",
         "|---|---|---|---|---|",
     ]
+    names = {schema.SAMPLE_ACCURACY: "sample-wise", schema.UNIFORM_ACCURACY: "uniform"}
     for key, b in budgets.items():
         cells = [_interval(b["changes"][m], 4) for m in BUDGET_METRICS]
-        lines.append(
-            f"| {labels[key]} | {len(b['seeds'])} | {cells[0]} | {cells[1]} "
-            f"| {'yes' if b[schema.CONVERGED] else 'NO: not judged'} |"
-        )
+        if b[schema.CONVERGED]:
+            verdict = "yes"
+        elif len(b["failed"]) == len(BUDGET_METRICS):
+            verdict = "NO: not judged"
+        else:
+            moved = ", ".join(names[m] for m in b["failed"])
+            held = ", ".join(names[m] for m in BUDGET_METRICS if m not in b["failed"])
+            verdict = f"NO on {moved}: judged on {held} accuracy only"
+        lines.append(f"| {labels[key]} | {len(b['seeds'])} | {cells[0]} | {cells[1]} | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -146,19 +146,30 @@ def adjusted_verdict(verdict: str, mean: float | None, p: float | None, sign: fl
     return "held" if sign * mean > 0 else "reversed"
 
 
-#: The budget rule: a head's runs count as converged when doubling the budget (same schedule
-#: shape) moves its mean validation sample-wise and uniform accuracy, paired by seed over >= 2
-#: seeds, by less than this (absolute).
+#: The budget rule: a head's runs count as converged on a metric when doubling the budget (same
+#: schedule shape) moves its mean validation value, paired by seed over >= 2 seeds, by less
+#: than this (absolute). Checked on sample-wise and uniform accuracy.
 BUDGET_TOLERANCE = 0.01
 BUDGET_METRICS = (schema.SAMPLE_ACCURACY, schema.UNIFORM_ACCURACY)
 
 
 def budget_converged(at_b: dict[int, dict], at_2b: dict[int, dict]) -> dict:
-    """Per-seed results at B and 2B -> per metric the mean change 2B − B with its interval, and
-    ``converged`` by :data:`BUDGET_TOLERANCE` (False with fewer than 2 paired seeds)."""
+    """Per-seed results at B and 2B -> per metric the mean change 2B − B with its interval,
+    ``failed``: the budget metrics that moved by :data:`BUDGET_TOLERANCE` or more (all of them
+    with fewer than 2 paired seeds), and ``converged``: none failed."""
     seeds = sorted(set(at_b) & set(at_2b))
     changes = {m: mean_interval([at_2b[s][m] - at_b[s][m] for s in seeds]) for m in BUDGET_METRICS}
-    converged = len(seeds) >= 2 and all(
-        c is not None and abs(c["mean"]) < BUDGET_TOLERANCE for c in changes.values()
-    )
-    return {"seeds": seeds, "changes": changes, schema.CONVERGED: converged}
+    failed = [
+        m
+        for m, c in changes.items()
+        if len(seeds) < 2 or c is None or abs(c["mean"]) >= BUDGET_TOLERANCE
+    ]
+    return {"seeds": seeds, "changes": changes, "failed": failed, schema.CONVERGED: not failed}
+
+
+def judged_under_budget(metric: str, failed) -> bool:
+    """Whether a head whose budget check failed on ``failed`` metrics is judged on ``metric``:
+    a checked metric when it held itself; any other metric only when every check held."""
+    if metric in BUDGET_METRICS:
+        return metric not in failed
+    return not failed

@@ -6,9 +6,11 @@ import random
 import pytest
 
 from facebench.study.stats import (
+    BUDGET_METRICS,
     adjusted_verdict,
     budget_converged,
     holm,
+    judged_under_budget,
     mean_interval,
     paired_p_value,
     paired_verdict,
@@ -147,6 +149,23 @@ def test_budget_rule_can_fail():
         1: {"sample_accuracy": 0.886, "uniform_accuracy": 0.568},
     }
     assert not budget_converged(at_b, moved)["converged"]  # uniform moved by 0.10
+    assert budget_converged(at_b, moved)["failed"] == ["uniform_accuracy"]
     got = budget_converged(at_b, still)
+    assert got["failed"] == []
     assert got["converged"] and got["changes"]["sample_accuracy"]["mean"] == pytest.approx(0.0005)
-    assert not budget_converged({0: at_b[0]}, {0: still[0]})["converged"]  # one seed: unchecked
+    one_seed = budget_converged({0: at_b[0]}, {0: still[0]})  # one seed: unchecked
+    assert not one_seed["converged"] and one_seed["failed"] == list(BUDGET_METRICS)
+
+
+@pytest.mark.parametrize(
+    "metric, failed, judged",
+    [
+        ("sample_accuracy", (), True),
+        ("sample_accuracy", ("uniform_accuracy",), True),
+        ("uniform_accuracy", ("uniform_accuracy",), False),
+        ("intra_class_cosine", ("uniform_accuracy",), False),
+        ("intra_class_cosine", (), True),
+    ],
+)
+def test_a_metric_is_judged_where_its_budget_check_held(metric, failed, judged):
+    assert judged_under_budget(metric, failed) is judged

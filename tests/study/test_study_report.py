@@ -6,7 +6,9 @@ import pytest
 
 from facebench.study import plan, report
 from facebench.study.heads import DEFAULT_HEADS, SWEEP_SCALES
-from facebench.study.stats import mean_interval
+from facebench.study.stats import BUDGET_METRICS, mean_interval
+
+ALL_MOVED = {"bce_u": frozenset(BUDGET_METRICS)}  # a budget check that failed on both metrics
 
 HEADS = {h.key: h for h in DEFAULT_HEADS}
 PAIR = (HEADS["softmax"], HEADS["bce_u"])
@@ -91,7 +93,7 @@ def test_threshold_claim_reads_the_distance_in_score_spreads():
         for run in runs:
             results[run.key]["score_spread"] = spread
         assert report.judge_thresholds(PAIR, results, runs)[0]["verdict"] == verdict
-    unjudged = report.judge_thresholds(PAIR, results, runs, unjudged=frozenset({"bce_u"}))
+    unjudged = report.judge_thresholds(PAIR, results, runs, unjudged=ALL_MOVED)
     assert unjudged[0]["verdict"] == "not judged"
     labels = {h.key: h.label for h in PAIR}
     text = report.claims_markdown(report.judge_claims(PAIR, _results(runs), runs), [judged], labels)
@@ -165,8 +167,52 @@ def test_the_family_is_declared_from_the_plan_and_holm_adjusts_over_all_of_it():
     assert sample["verdict"] == "held" and sample["p_value"] > 0.05 / 8
     assert sample["adjusted_verdict"] == "not resolved"
     assert claims["uniform_accuracy"]["adjusted_verdict"] == "held"  # p = 0 (exact +0.10)
-    unjudged = report.judge_claims(PAIR, results, runs, unjudged=frozenset({"bce_u"}))
+    unjudged = report.judge_claims(PAIR, results, runs, unjudged=ALL_MOVED)
     assert {c["adjusted_verdict"] for c in unjudged} == {"not judged"}
     labels = {h.key: h.label for h in PAIR}
     text = report.claims_markdown(report.judge_claims(PAIR, results, runs), [], labels)
     assert "Holm's correction over the 9 declared tests" in text
+
+
+def test_a_head_whose_uniform_accuracy_moved_is_judged_on_sample_wise_accuracy_only():
+    runs = plan.table_runs(PAIR, SETTINGS, seeds=3)
+    results = _results(runs)
+    moved = {"softmax": frozenset({"uniform_accuracy"})}
+    claims = {c["metric"]: c for c in report.judge_claims(PAIR, results, runs, unjudged=moved)}
+    assert claims["sample_accuracy"]["verdict"] != "not judged"
+    others = {m: c["verdict"] for m, c in claims.items() if m != "sample_accuracy"}
+    assert set(others.values()) == {"not judged"}, others  # uniform and every unchecked metric
+    (threshold,) = report.judge_thresholds(PAIR, results, runs, unjudged=moved)
+    assert threshold["verdict"] != "not judged"  # L_soft has no decision point; bce_u held
+    moved_bce = {"bce_u": frozenset({"uniform_accuracy"})}
+    (threshold,) = report.judge_thresholds(PAIR, results, runs, unjudged=moved_bce)
+    assert threshold["verdict"] == "not judged"
+
+
+def test_budget_table_names_the_metric_that_moved():
+    change = {"mean": 0.0, "low": -0.001, "high": 0.001}
+    budgets = {
+        "bce_u": {
+            "seeds": [0, 1],
+            "changes": dict.fromkeys(BUDGET_METRICS, change),
+            "failed": [],
+            "converged": True,
+        },
+        "softmax": {
+            "seeds": [0, 1],
+            "changes": dict.fromkeys(BUDGET_METRICS, change),
+            "failed": ["uniform_accuracy"],
+            "converged": False,
+        },
+        "cosface": {
+            "seeds": [0],
+            "changes": dict.fromkeys(BUDGET_METRICS, change),
+            "failed": list(BUDGET_METRICS),
+            "converged": False,
+        },
+    }
+    labels = {"bce_u": "L_bce-u", "softmax": "L_soft", "cosface": "CosFace"}
+    text = report.budget_markdown(budgets, labels)
+    assert "| L_bce-u | 2 |" in text and text.count("| yes |") == 1
+    assert "| L_soft | 2 |" in text and "NO on uniform: judged on sample-wise accuracy only" in text
+    assert "| CosFace | 1 |" in text and "NO: not judged" in text
