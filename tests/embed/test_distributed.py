@@ -117,7 +117,10 @@ def test_a_bad_image_on_one_rank_stops_every_rank_with_one_line(workdir, tmp_pat
     assert result.returncode != 0
     lines = [x for x in result.stderr.splitlines() if x.startswith("facebench: error: ")]
     assert lines and all(x == lines[0] for x in lines) and "9.png: image is 20x20" in lines[0]
-    assert len(lines) == 2  # each rank says it once (rank 1 found it, rank 0 was told)
+    # each rank says it once (rank 1 found it, rank 0 was told; a rank left waiting would hang
+    # the run instead). torchrun stops the other workers as soon as one exits, so on a loaded
+    # machine rank 0 may be stopped before its line is out: one or two lines, never more.
+    assert len(lines) in (1, 2)
     assert sorted(os.listdir(tmp_path)) == sorted(
         [*(os.path.basename(f) for f in files), "list.txt"]
     )
