@@ -108,10 +108,13 @@ def _make_parents(directory: str) -> list[str]:
 
 
 def remove_created(created: list[str]) -> None:
-    """Remove the folders :func:`make_parents` created, innermost first, while they are empty."""
+    """Remove the folders :func:`make_parents` created, innermost first, while they are empty
+    (one already gone, e.g. removed by another process, is passed over)."""
     for folder in reversed(created):
         try:
             os.rmdir(folder)
+        except FileNotFoundError:
+            continue
         except OSError:
             break
 

@@ -44,6 +44,11 @@ def _check_parent(path: str, option: str) -> None:
         raise WriteError(f"{parent}: not writable; cannot create {path} ({option})")
 
 
+#: Several processes checking one new folder at once (the ranks of a torchrun) can see it removed
+#: by another's clean-up between creating it and writing in it: the check is tried again.
+PROBE_TRIES = 5
+
+
 def _try_write(directory: str, option: str) -> None:
     """Create ``directory`` (and missing parents) and write a byte to a new file in it, then
     remove both: a folder that cannot be written (read-only, /proc, a full disk) fails here,
@@ -52,6 +57,31 @@ def _try_write(directory: str, option: str) -> None:
     while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
     times = os.stat(existing)
+    try:
+        for attempt in range(1, PROBE_TRIES + 1):
+            try:
+                _write_probe(directory)
+                return
+            except (FileNotFoundError, WriteError) as exc:
+                vanished = isinstance(exc, FileNotFoundError) or isinstance(
+                    exc.__cause__, FileNotFoundError
+                )
+                if not vanished or attempt == PROBE_TRIES:
+                    raise
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(
+            f"{directory}: cannot write a file there ({exc.strerror}) ({option})"
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
+
+
+def _write_probe(directory: str) -> None:
+    """Create ``directory`` and missing parents, write a byte to a new file there, remove both
+    (OSError as raised; WriteError when a folder cannot be created)."""
     created = make_parents(directory, directory)
     probe = temporary_name(os.path.join(directory, "probe"))
     try:
@@ -60,16 +90,10 @@ def _try_write(directory: str, option: str) -> None:
             os.write(fd, b"\0")
         finally:
             os.close(fd)
-    except OSError as exc:
-        raise WriteError(
-            f"{directory}: cannot write a file there ({exc.strerror}) ({option})"
-        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(probe)
         remove_created(created)
-        with contextlib.suppress(OSError):
-            os.utime(existing, ns=(times.st_atime_ns, times.st_mtime_ns))
 
 
 def check_output_file(

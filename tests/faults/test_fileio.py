@@ -164,3 +164,42 @@ def test_a_second_holder_waits_or_is_refused(tmp_path):
     with fileio.exclusive(path, wait=True):  # returns once the holder replaced the file
         assert path.read_text() == "v2"
     assert holder.wait() == 0
+
+
+def _open_after_removal(monkeypatch, folder, times):
+    """os.open as seen by a check racing another process's check of the same new ``folder``:
+    the first ``times`` calls find the folder removed by the other's clean-up."""
+    from facebench.fileio import outputs
+
+    real_open, calls = os.open, []
+
+    def racing_open(path, *args):
+        calls.append(path)
+        if len(calls) <= times and os.path.isdir(folder):
+            os.rmdir(folder)  # the other process removes the folder it created, ours inside
+        return real_open(path, *args)
+
+    monkeypatch.setattr(outputs.os, "open", racing_open)
+    return calls
+
+
+def test_an_output_check_racing_another_process_checks_again(tmp_path, monkeypatch):
+    from facebench.fileio import check_output_dir
+
+    out = tmp_path / "run" / "two"
+    calls = _open_after_removal(monkeypatch, out, times=2)
+    check_output_dir(out)  # the third try finds its folder in place
+    assert len(calls) == 3
+    assert os.listdir(tmp_path) == []  # nothing left
+
+
+def test_an_output_folder_that_keeps_vanishing_is_one_error(tmp_path, monkeypatch):
+    from facebench.errors import WriteError
+    from facebench.fileio import check_output_dir
+    from facebench.fileio.outputs import PROBE_TRIES
+
+    out = tmp_path / "two"
+    calls = _open_after_removal(monkeypatch, out, times=PROBE_TRIES)
+    with pytest.raises(WriteError, match=r"two: cannot write a file there \(No such file"):
+        check_output_dir(out)
+    assert len(calls) == PROBE_TRIES and os.listdir(tmp_path) == []

@@ -9,7 +9,6 @@ import pytest
 
 from facebench import schema
 from facebench.cli import main as facebench
-from facebench.data.synth.dataset import SynthConfig, write_synthetic_dataset
 from facebench.fileio import read_json
 from facebench.study import plan
 from facebench.study.heads import select_heads
@@ -26,21 +25,10 @@ SAMPLE, UNIFORM = schema.SAMPLE_ACCURACY, schema.UNIFORM_ACCURACY
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, synth):
     """(study folder, its recipe): `facebench study --quick` of L_soft on 4 synthetic identities,
     one tuning configuration, 1 epoch (one tuning run, one table run)."""
     root = tmp_path_factory.mktemp("ladder")
-    synth = root / "synth"
-    cfg = SynthConfig(
-        identities=4,
-        images_per_identity=6,
-        test_images_per_identity=2,
-        val_identities=4,
-        val_images_per_identity=2,
-        pairs=20,
-        image_size=32,
-    )
-    write_synthetic_dataset(str(synth), cfg, progress=False)
     recipe = root / "tiny.yaml"  # batches that fit the 12 images the tuning run fits
     quick = REPO / "recipes" / "study" / "synth_faces_quick.yaml"
     recipe.write_text(f"extends: [{quick}]\nname: tiny\ntrain:\n  batch_size: 4\n")

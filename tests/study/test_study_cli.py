@@ -16,23 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "study" / "synth_faces_quick.yaml"
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    """4 identities x 6 images (+2 held out), 32x32, bins of 4 other identities."""
-    out = tmp_path_factory.mktemp("faces") / "synth"
-    cfg = SynthConfig(
-        identities=4,
-        images_per_identity=6,
-        test_images_per_identity=2,
-        val_identities=4,
-        val_images_per_identity=2,
-        pairs=20,
-        image_size=32,
-    )
-    write_synthetic_dataset(str(out), cfg, progress=False)
-    return out
-
-
 def _study(synth, out, *extra, recipe=RECIPE):
     args = ["study", "--quick", "--train", str(synth), "--closed-test", str(synth / "test.rec")]
     return main([*args, "--recipe", str(recipe), "--out", str(out), *extra])
