@@ -33,6 +33,7 @@ from facebench.fileio import check_output_dir, read_json, write_text
 from facebench.runs import map_runs
 from facebench.study import plan
 from facebench.study.heads import select_heads
+from facebench.study.report import interval_text
 from facebench.study.runs import RESULT_NAME, run_epochs, train_and_measure
 from facebench.study.stats import BUDGET_METRICS, BUDGET_TOLERANCE, budget_converged, mean_interval
 
@@ -81,14 +82,6 @@ def ladder_heads(names: str | None, settings: dict, source: Path):
     return select_heads(",".join(keys))
 
 
-def _interval(stat: dict | None) -> str:
-    if stat is None:
-        return "—"
-    if stat["low"] is None:
-        return f"{stat['mean']:+.4f}"
-    return f"{stat['mean']:+.4f} [{stat['low']:+.4f}, {stat['high']:+.4f}]"
-
-
 def head_table(head, chosen: dict, rungs: list[tuple[float, float, list[dict]]]) -> str:
     """One head's markdown table; ``rungs``: (factor, epochs, results of its seeds) in order."""
     gamma = "" if chosen["scale"] is None else f", γ {chosen['scale']:g}"
@@ -114,7 +107,7 @@ def head_table(head, chosen: dict, rungs: list[tuple[float, float, list[dict]]])
             paired = len(moved["seeds"])
             rule = "yes" if moved[schema.CONVERGED] else "no" if paired >= 2 else "— (< 2 seeds)"
         for mean, change in zip(means, changes, strict=True):
-            cells += ["—" if mean is None else f"{mean['mean']:.4f}", _interval(change)]
+            cells += ["—" if mean is None else f"{mean['mean']:.4f}", interval_text(change, 4)]
         plateaus = sum(bool(r.get(schema.CONVERGED)) for r in results)
         cells += [f"{plateaus}/{len(results)}", rule]
         lines.append("| " + " | ".join(cells) + " |")

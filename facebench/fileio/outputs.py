@@ -63,14 +63,10 @@ def _try_write(directory: str, option: str) -> None:
                 _write_probe(directory)
                 return
             except (FileNotFoundError, WriteError) as exc:
-                vanished = isinstance(exc, FileNotFoundError) or isinstance(
-                    exc.__cause__, FileNotFoundError
-                )
+                vanished = FileNotFoundError in (type(exc), type(exc.__cause__))
                 if not vanished or attempt == PROBE_TRIES:
                     raise
-    except WriteError:
-        raise
-    except OSError as exc:
+    except OSError as exc:  # a WriteError (a folder that cannot be created) passes as it is
         raise WriteError(
             f"{directory}: cannot write a file there ({exc.strerror}) ({option})"
         ) from exc

@@ -280,7 +280,7 @@ def claims_markdown(
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in claims:
-        interval = _interval(c["difference"], 4)
+        interval = interval_text(c["difference"], 4)
         lines.append(
             f"| {c['claim']} | {labels[c['better']]} | {labels[c['other']]} | "
             f"{len(c['seeds'])} | {interval} | {_p(c['p_value'])} | {c['verdict']} "
@@ -299,8 +299,8 @@ def claims_markdown(
     ]
     for t in thresholds:
         lines.append(
-            f"| {labels[t['head']]} | {len(t['seeds'])} | {_interval(t['distance'], 3)} "
-            f"| {_interval(t['distance_in_spreads'], 3)} | {_cell(t['accuracy_cost'], 4)} "
+            f"| {labels[t['head']]} | {len(t['seeds'])} | {interval_text(t['distance'], 3)} "
+            f"| {interval_text(t['distance_in_spreads'], 3)} | {_cell(t['accuracy_cost'], 4)} "
             f"| {t['verdict']} |"
         )
     return "\n".join(lines) + "\n"
@@ -390,7 +390,9 @@ def tuning_markdown(heads, runs: list, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _interval(stat: dict | None, digits: int) -> str:
+def interval_text(stat: dict | None, digits: int) -> str:
+    """``mean [low, high]`` signed with ``digits`` decimals (the mean alone without an interval;
+    — for none)."""
     if stat is None:
         return "—"
     if stat["low"] is None:
@@ -437,7 +439,7 @@ def budget_markdown(budgets: dict, labels: dict) -> str:
     ]
     names = {schema.SAMPLE_ACCURACY: "sample-wise", schema.UNIFORM_ACCURACY: "uniform"}
     for key, b in budgets.items():
-        cells = [_interval(b["changes"][m], 4) for m in BUDGET_METRICS]
+        cells = [interval_text(b["changes"][m], 4) for m in BUDGET_METRICS]
         if b[schema.CONVERGED]:
             verdict = "yes"
         elif len(b["failed"]) == len(BUDGET_METRICS):
