@@ -220,7 +220,8 @@ def run_study(
             summary["budget_check"] = budgets
             write_json(out / "budget_check.json", budgets)
             labels = {h.key: h.label for h in heads}
-            write_text(out / "budget_check.md", report.budget_markdown(budgets, labels))
+            effects = report.budget_effects(heads, settings, tuned, seeds)
+            write_text(out / "budget_check.md", report.budget_markdown(budgets, labels, effects))
             unjudged = {k: frozenset(b["failed"]) for k, b in budgets.items() if b["failed"]}
         summary["settings"] = settings
         summary["tuning_runs"] = tuned

@@ -408,25 +408,55 @@ def _number(value, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def budget_results(head, setting: dict, results: dict, seeds: int) -> dict[float, dict]:
+    """Budget (1 and 2x) -> {tuning seed: result} of ``head``'s chosen settings, the results
+    that measured every budget metric."""
+    at = {}
+    for budget in (1.0, BUDGET_FACTOR):
+        runs = [r for r in config_runs(head, setting, seeds, budget) if r.key in results]
+        at[budget] = {
+            r.seed: results[r.key]
+            for r in runs
+            if all(results[r.key].get(m) is not None for m in BUDGET_METRICS)
+        }
+    return at
+
+
 def judge_budgets(heads, settings: dict, results: dict, seeds: int) -> dict[str, dict]:
     """Per head key: the budget check of its chosen settings (B against 2B, tuning seeds)."""
     out = {}
     for head in heads:
-        at = {}
-        for budget in (1.0, BUDGET_FACTOR):
-            runs = config_runs(head, settings[head.key], seeds, budget)
-            at[budget] = {r.seed: results[r.key] for r in runs if r.key in results}
-            at[budget] = {
-                s: r
-                for s, r in at[budget].items()
-                if all(r.get(m) is not None for m in BUDGET_METRICS)
-            }
+        at = budget_results(head, settings[head.key], results, seeds)
         out[head.key] = budget_converged(at[1.0], at[BUDGET_FACTOR])
     return out
 
 
-def budget_markdown(budgets: dict, labels: dict) -> str:
-    """Per head: validation accuracy change from B to 2B and the verdict of the budget rule."""
+def budget_effects(heads, settings: dict, results: dict, seeds: int) -> list[dict]:
+    """Per comparison of :data:`COMPARISONS` and budget metric: the paired validation
+    difference (better − other, by tuning seed) at B and at 2B, to show how much of an effect
+    belongs to the budget."""
+    by_key = {h.key: h for h in heads}
+    rows = []
+    for better, other in COMPARISONS:
+        if better not in by_key or other not in by_key:
+            continue
+        at_better = budget_results(by_key[better], settings[better], results, seeds)
+        at_other = budget_results(by_key[other], settings[other], results, seeds)
+        for metric in BUDGET_METRICS:
+            row = {"better": better, "other": other, "metric": metric}
+            for budget in (1.0, BUDGET_FACTOR):
+                a, b = at_better[budget], at_other[budget]
+                row[budget] = mean_interval(
+                    [a[s][metric] - b[s][metric] for s in sorted(set(a) & set(b))]
+                )
+            rows.append(row)
+    return rows
+
+
+def budget_markdown(budgets: dict, labels: dict, effects: list[dict] = ()) -> str:
+    """Per head: validation accuracy change from B to 2B and the verdict of the budget rule;
+    then the compared pairs' paired validation differences at B and at 2B (``effects``, from
+    :func:`budget_effects`)."""
     lines = [
         f"Budget rule: a head is judged on a metric when doubling the budget (same schedule "
         f"shape) moves its mean validation value by less than {BUDGET_TOLERANCE:g}, over >= 2 "
@@ -449,4 +479,20 @@ def budget_markdown(budgets: dict, labels: dict) -> str:
             held = ", ".join(names[m] for m in BUDGET_METRICS if m not in b["failed"])
             verdict = f"NO on {moved}: judged on {held} accuracy only"
         lines.append(f"| {labels[key]} | {len(b['seeds'])} | {cells[0]} | {cells[1]} | {verdict} |")
+    if effects:
+        lines += [
+            "",
+            "The compared pairs on the same validation runs: the paired difference (first head "
+            "− second, by tuning seed) at B and at 2B, so an effect that depends on the budget "
+            "shows.",
+            "",
+            "| head | vs | metric | B: difference (95 % CI) | 2B: difference (95 % CI) |",
+            "|---|---|---|---|---|",
+        ]
+        for e in effects:
+            cells = [interval_text(e[budget], 4) for budget in (1.0, BUDGET_FACTOR)]
+            lines.append(
+                f"| {labels[e['better']]} | {labels[e['other']]} | {names[e['metric']]} "
+                f"| {cells[0]} | {cells[1]} |"
+            )
     return "\n".join(lines) + "\n"

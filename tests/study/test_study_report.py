@@ -216,3 +216,36 @@ def test_budget_table_names_the_metric_that_moved():
     assert "| L_bce-u | 2 |" in text and text.count("| yes |") == 1
     assert "| L_soft | 2 |" in text and "NO on uniform: judged on sample-wise accuracy only" in text
     assert "| CosFace | 1 |" in text and "NO: not judged" in text
+
+
+def test_budget_effects_pair_the_heads_by_tuning_seed_at_each_budget():
+    """The effect of a comparison at B and at 2B on the budget-check runs: bce_u's uniform lead
+    over softmax is +0.20 at B and +0.10 at 2B for both seeds (seed noise shared); its
+    sample-wise lead is +0.01 and +0.03 at B (mean +0.02), and one 2B run is missing."""
+    uniform = {("bce_u", 1.0): 0.80, ("softmax", 1.0): 0.60, ("bce_u", 2.0): 0.82}
+    uniform[("softmax", 2.0)] = 0.72
+    sample = {("bce_u", 0): 0.01, ("bce_u", 1): 0.03}
+    results = {}
+    for head in PAIR:
+        for budget in (1.0, plan.BUDGET_FACTOR):
+            for i, run in enumerate(plan.config_runs(head, SETTINGS[head.key], 2, budget)):
+                if head.key == "softmax" and budget != 1.0 and i == 1:
+                    continue  # the missing 2B run
+                noise = 0.005 * i
+                results[run.key] = {
+                    "uniform_accuracy": uniform[head.key, budget] + noise,
+                    "sample_accuracy": 0.9 + sample.get((head.key, i), 0.0) + noise,
+                }
+    rows = report.budget_effects(PAIR, SETTINGS, results, seeds=2)
+    (row_sample,) = [r for r in rows if r["metric"] == "sample_accuracy"]
+    (row_uniform,) = [r for r in rows if r["metric"] == "uniform_accuracy"]
+    assert (row_uniform["better"], row_uniform["other"]) == ("bce_u", "softmax")
+    assert row_uniform[1.0] == pytest.approx(mean_interval([0.2, 0.2]))
+    assert row_uniform[plan.BUDGET_FACTOR]["n"] == 1
+    assert row_uniform[plan.BUDGET_FACTOR]["mean"] == pytest.approx(0.1)
+    assert row_sample[1.0] == pytest.approx(mean_interval([0.01, 0.03]))
+    labels = {"bce_u": "L_bce-u", "softmax": "L_soft"}
+    budgets = report.judge_budgets(PAIR, SETTINGS, results, seeds=2)
+    text = report.budget_markdown(budgets, labels, rows)
+    assert "| L_bce-u | L_soft | uniform | +0.2000 [+0.2000, +0.2000] | +0.1000 |" in text
+    assert "| L_bce-u | L_soft | sample-wise | +0.0200 [" in text
