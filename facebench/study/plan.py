@@ -1,12 +1,15 @@
 """Which runs the study makes, in which order, and the tuning rule that links its two phases.
 
-Phase 1 (tuning): every head, every configuration of its grid, one seed (:data:`TUNING_SEED`),
-trained on closed/fit and scored on closed/val (carved from the training split, never the test
-split). Rule: the configuration with the highest validation sample-wise accuracy among runs that
-converged (ties: the first in grid order); if none converged, the best of the others, marked
-(:func:`facebench.runs.choose`, the quickstart's tuning rule too).
+Phase 1 (tuning): every head, every configuration of its grid, over the tuning seeds
+(:func:`tuning_seeds`), trained on closed/fit and scored on closed/val (carved from the training
+split, never the test split); a choice on the grid's edge adds the neighbour beyond it
+(:data:`EXTENSION_STEPS`). Rule: the configuration with the highest mean validation sample-wise
+accuracy among those whose runs converged (ties: the first in grid order); if none converged,
+the best of the others, marked (:func:`facebench.runs.choose`, the quickstart's tuning rule
+too). The γ sweep's heads are also tuned at every γ of the sweep (:func:`sweep_tuning_runs`).
+The budget check (optional): the chosen settings at :data:`BUDGET_FACTOR` times the budget.
 Phase 2: the table (every head, seeds 0..n-1, closed and open set, at its chosen settings; seed
-by seed so a partial study holds whole pairs) and the γ sweep (at the chosen learning rate).
+by seed so a partial study holds whole pairs) and the γ sweep (at the lr chosen for each γ).
 The open-set run of seed i trains and is verified on class partition i
 (:func:`facebench.study.data.open_partitions`): n seeds, n partitions, n open runs per head.
 """
