@@ -1,13 +1,14 @@
 """Rejudge a printed claims table with Holm's correction (issue 24, item 2, for the old run).
 
-Reads the markdown table of paired differences in a page (default docs/results.md: the table
-whose header has "claim" and "difference (95 % CI)"), rebuilds each test's two-sided paired t
-p-value from its printed mean and 95 % t interval over n pairs (n − 1 degrees of freedom), takes
-every row as the declared family, applies ``facebench.study.stats.holm`` and prints the table
-with raw and adjusted verdicts, then the verdict counts. A verdict whose adjusted p crosses 0.05
-within the rounding of the printed numbers (±half a unit of the last digit) is flagged.
+Reads the markdown table of paired differences in a page (default docs/results_2026-12-01.md,
+the old run: the table whose header has "claim" and "difference (95 % CI)"), rebuilds each
+test's two-sided paired t p-value from its printed mean and 95 % t interval over n pairs (n − 1
+degrees of freedom), takes every row as the declared family, applies
+``facebench.study.stats.holm`` and prints the table with raw and adjusted verdicts, then the
+verdict counts. A verdict whose adjusted p crosses 0.05 within the rounding of the printed
+numbers (±half a unit of the last digit) is flagged.
 
-python benchmarks/rejudge_results.py                     # docs/results.md
+python benchmarks/rejudge_results.py                     # docs/results_2026-12-01.md
 python benchmarks/rejudge_results.py study_out/claims.md # a study's own claims table
 """
 
@@ -25,7 +26,7 @@ from facebench.errors import DataError, FacebenchError
 from facebench.study.report import CLAIMS
 from facebench.study.stats import CONFIDENCE, VERDICTS, adjusted_verdict, holm
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "results_2026-12-01.md"
 DIFFERENCE = "difference (95 % CI)"
 COLUMNS = ("claim", "head", "vs", "pairs", DIFFERENCE)
 _INTERVAL = re.compile(r"^([+-]?\d+(?:\.(\d+))?) \[([+-]?\d+(?:\.\d+)?), ([+-]?\d+(?:\.\d+)?)\]$")

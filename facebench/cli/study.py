@@ -104,7 +104,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--budget-check",
         action="store_true",
         help="also train every head's chosen settings at 2x the budget over the tuning seeds; "
-        "heads whose validation accuracy moves by 0.01 or more are not judged",
+        "a head whose validation sample-wise or uniform accuracy moves by 0.01 or more is "
+        "not judged on that accuracy, nor on any other metric (budget_check.md)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda (all --workers GPUs) or cuda:N")
     p.add_argument(
