@@ -197,8 +197,9 @@ def run(args, command: str | None = None) -> int:
     )
     print(Path(args.out, "table.md").read_text())
     print(
-        f"{summary['runs_done']} runs in {summary['wall_seconds'] / 60:.1f} min; wrote "
-        f"table.md, claims.md, settings.json, study.json and figures under {args.out}"
+        f"{summary['runs_done']} of {summary['runs_planned']} phase-2 runs done (finished runs "
+        f"are reused); this call took {summary['wall_seconds'] / 60:.1f} min; wrote table.md, "
+        f"claims.md, settings.json, study.json and figures under {args.out}"
     )
     return 0
 
